@@ -1,0 +1,221 @@
+"""`onnx-emit export / inspect / verify`: every user error is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import EmitError, UnsupportedError
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage + exits 2; keep it one line
+        self.exit(EXIT_USAGE, f"onnx-emit: error: {message} (see onnx-emit {self.prog.split()[-1]} --help)\n")
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="the .onnx file")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=DxDxD", help="bind an input's shape, e.g. x=1x3x224x224 (repeatable)")
+    p.add_argument("--dim", action="append", default=[], metavar="SYMBOL=N", help="bind a symbolic dim everywhere, e.g. batch=1 (repeatable)")
+    p.add_argument("--name", metavar="PREFIX", help="C symbol prefix (default: from the file name)")
+
+
+def _bindings(args) -> tuple[dict, dict]:
+    from .importer.bind import parse_dim_option, parse_shape_option
+
+    shapes = dict(parse_shape_option(s) for s in args.shape)
+    dims = dict(parse_dim_option(d) for d in args.dim)
+    if args.name is not None and not args.name.isidentifier():
+        raise EmitError(f"--name '{args.name}' is not a valid C identifier")
+    return shapes, dims
+
+
+def cmd_export(args) -> int:
+    from .api import export
+
+    shapes, dims = _bindings(args)
+    t0 = time.perf_counter()
+    _progress(f"compiling {args.model} for target {args.target} ...")
+    info = export(args.model, target=args.target, out=args.out, shapes=shapes, dims=dims, name=args.name)
+    dt = time.perf_counter() - t0
+    files = ", ".join(info["sources"] + ["model.h", "manifest.json"])
+    print(f"wrote {args.out}/ ({files}) in {dt:.1f}s")
+    if "native" in info:
+        print(f"built {args.out}/{info['native']['file']}")
+    print(f"weights {info['weight_bytes']:,} bytes, arena {info['arena_bytes']:,} bytes")
+    return EXIT_OK
+
+
+def inspect_model(model, shapes, dims, name=None) -> dict:
+    from collections import Counter
+
+    from .importer import import_model
+    from .ops import lower_program, unsupported_nodes
+    from .passes import optimize, plan_memory
+    from .passes.plan_memory import naive_bytes, peak_live_bytes
+
+    try:
+        prog = optimize(import_model(model, shapes=shapes, dims=dims, name=name))
+    except UnsupportedError as exc:
+        if not hasattr(exc, "nodes"):
+            raise
+        return {"model": str(model), "unsupported": [{"op": o, "domain": d, "node": n} for o, d, n in exc.nodes], "error": str(exc)}
+    missing = unsupported_nodes(prog)
+    lowering_error = None
+    if not missing:
+        try:
+            lower_program(prog)
+        except EmitError as exc:
+            lowering_error = str(exc)
+    prog = plan_memory(prog)
+
+    def t(n):
+        b = prog.buffers[n]
+        return {"name": prog.public(n), "dtype": str(b.dtype), "shape": list(b.shape)}
+
+    return {
+        "model": str(model),
+        "prefix": prog.name,
+        "opset": prog.opset,
+        "inputs": [t(i) for i in prog.inputs],
+        "outputs": [t(o) for o in prog.outputs],
+        "ops": dict(sorted(Counter(n.op_type for n in prog.nodes).items())),
+        "unsupported": [{"op": op, "domain": d, "node": nm} for op, d, nm in missing],
+        "lowering_error": lowering_error,
+        "nodes": len(prog.nodes),
+        "weight_bytes": prog.weight_bytes(),
+        "arena_bytes": prog.arena_bytes,
+        "arena_naive_bytes": naive_bytes(prog),
+        "arena_lower_bound_bytes": peak_live_bytes(prog),
+    }
+
+
+def _print_unsupported(nodes: list[dict]) -> None:
+    print(f"  UNSUPPORTED ({len(nodes)} nodes):")
+    for u in nodes:
+        dom = f" [{u['domain']}]" if u["domain"] else ""
+        print(f"    {u['op']}{dom}: node '{u['node']}'")
+
+
+def cmd_inspect(args) -> int:
+    shapes, dims = _bindings(args)
+    rep = inspect_model(args.model, shapes, dims, args.name)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return EXIT_OK
+    if "error" in rep:
+        print(f"{rep['model']}: {len(rep['unsupported'])} unsupported node(s); shapes and memory need them supported")
+        _print_unsupported(rep["unsupported"])
+        return EXIT_OK
+    print(f"{rep['model']}: opset {rep['opset']}, {rep['nodes']} nodes after folding, C prefix '{rep['prefix']}'")
+    for kind in ("inputs", "outputs"):
+        for t in rep[kind]:
+            print(f"  {kind[:-1]:6} {t['name']}: {t['dtype']} {t['shape']}")
+    print("  ops: " + ", ".join(f"{k}x{v}" for k, v in rep["ops"].items()))
+    print(f"  weights: {rep['weight_bytes']:,} bytes")
+    saved = 100.0 * (1 - rep["arena_bytes"] / rep["arena_naive_bytes"]) if rep["arena_naive_bytes"] else 0.0
+    print(
+        f"  arena: {rep['arena_bytes']:,} bytes (naive sum {rep['arena_naive_bytes']:,}, {saved:.0f}% saved; "
+        f"liveness lower bound {rep['arena_lower_bound_bytes']:,})"
+    )
+    if rep["unsupported"]:
+        _print_unsupported(rep["unsupported"])
+    elif rep["lowering_error"]:
+        print(f"  UNSUPPORTED: {rep['lowering_error']}")
+    else:
+        print("  all ops supported")
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    import numpy as np
+
+    from .api import export
+    from .runner import load
+    from .verify import compare, run_onnxruntime, sample_inputs
+
+    shapes, dims = _bindings(args)
+    with tempfile.TemporaryDirectory(prefix="onnx-emit-verify-") as tmp:
+        t0 = time.perf_counter()
+        _progress(f"building {args.model} natively ...")
+        export(args.model, target="native", out=tmp, shapes=shapes, dims=dims, name=args.name)
+        model = load(tmp)
+        _progress(f"built in {time.perf_counter() - t0:.1f}s; running onnx-emit and onnxruntime ...")
+        if args.inputs:
+            try:
+                with np.load(args.inputs) as npz:
+                    feeds = {k: npz[k] for k in npz.files}
+            except Exception as exc:
+                raise EmitError(f"--inputs {args.inputs}: cannot read .npz ({type(exc).__name__})") from None
+        else:
+            feeds = sample_inputs(model.inputs, seed=args.seed)
+        try:
+            got = model.run(feeds)
+        except ValueError as exc:
+            raise EmitError(str(exc)) from None
+        ref = run_onnxruntime(args.model, feeds)
+        reports = [compare(o.name, got[o.name], ref[o.name], args.rtol, args.atol) for o in model.outputs]
+    for r in reports:
+        status = "ok" if r.ok else "MISMATCH"
+        print(f"{r.name}: max abs err {r.max_abs:.3g}, max rel err {r.max_rel:.3g} (max |ref| {r.ref_max:.3g}) {status}")
+    ok = all(r.ok for r in reports)
+    print("PASS" if ok else "FAIL")
+    return EXIT_OK if ok else EXIT_MISMATCH
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="onnx-emit", description="Compile ONNX models ahead of time into portable C99 with embedded weights.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("export", help="write the C folder for a target (and build it)", description="Compile MODEL into OUT/.")
+    _model_options(p)
+    p.add_argument("--target", default="c", choices=["c", "native"], help="c: the C folder only; native: plus a built cffi extension (default: c)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("inspect", help="ops, shapes, weight and arena bytes", description="Report what compiling MODEL would give.")
+    _model_options(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=cmd_inspect)
+
+    p = sub.add_parser("verify", help="build natively and compare every output with onnxruntime", description="Exit 0 pass, 1 mismatch, 2 bad input.")
+    _model_options(p)
+    p.add_argument("--inputs", metavar="IN.npz", help="inputs by name (default: seeded random)")
+    p.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance, scaled by max(1, max|reference|) (default 1e-4)")
+    p.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance (default 1e-5)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default 0)")
+    p.set_defaults(fn=cmd_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except EmitError as exc:
+        print(f"onnx-emit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("ONNX_EMIT_DEBUG"):
+            raise
+        where = Path(args.model).name if hasattr(args, "model") else ""
+        print(f"onnx-emit: internal error on {where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(set ONNX_EMIT_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

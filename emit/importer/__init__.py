@@ -1,0 +1,147 @@
+"""ONNX → IR: load, check, upgrade, bind dims, infer static shapes, fold constants."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import onnx
+
+from ..errors import EmitError, UnsupportedError, node_label
+from ..ir import ARENA, INPUT, OUTPUT, WEIGHT, Buffer, Node, Program, is_supported_dtype
+from .bind import bind_input_shapes
+from .load import load_model, opset_of
+from .static import Value, _np_dtype, attr_value, infer_node, try_fold
+
+COPY = "emit.Copy"  # internal op: copy a value into a graph output
+
+
+def default_name(source) -> str:
+    stem = os.path.splitext(os.path.basename(str(source)))[0] if not isinstance(source, onnx.ModelProto) else "model"
+    name = re.sub(r"[^0-9a-zA-Z_]", "_", stem).strip("_").lower() or "model"
+    return name if not name[0].isdigit() else f"m_{name}"
+
+
+def import_model(
+    source,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    dims: dict[str, int] | None = None,
+    name: str | None = None,
+) -> Program:
+    model = load_model(source)
+    graph = model.graph
+    opsets = list(model.opset_import)
+    bound = bind_input_shapes(graph, dict(shapes or {}), dict(dims or {}))
+
+    values: dict[str, Value] = {}
+    for t in graph.initializer:
+        arr = onnx.numpy_helper.to_array(t)
+        values[t.name] = Value(arr.dtype, arr.shape, arr)
+    initializer_names = set(values)
+    input_names = []
+    for v in graph.input:
+        if v.name in initializer_names:
+            continue  # old exporters list initializers as inputs too
+        input_names.append(v.name)
+        values[v.name] = Value(_np_dtype(v.type.tensor_type.elem_type), bound[v.name])
+
+    from ..ops import is_supported
+
+    runtime: list[Node] = []
+    unsupported: list[tuple[str, str, str]] = []
+    unknown: set[str] = set()  # values downstream of an unsupported node
+    for index, proto in enumerate(graph.node):
+        if not proto.name:
+            proto.name = f"{proto.op_type}_{index}"
+        label = node_label(proto.op_type, proto.name)
+        if any(i in unknown for i in proto.input):
+            unknown.update(proto.output)
+            continue
+        for i in proto.input:
+            if i and i not in values:
+                raise EmitError(f"node {label}: input '{i}' is not produced by any earlier node")
+        folded = try_fold(proto, values, opsets) if is_supported(proto.op_type, proto.domain) or proto.domain in ("", "ai.onnx") else None
+        if folded is not None:
+            for out, arr in zip((o for o in proto.output if o), folded):
+                values[out] = Value(arr.dtype, tuple(arr.shape), arr)
+            continue
+        if not is_supported(proto.op_type, "" if proto.domain == "ai.onnx" else proto.domain):
+            unsupported.append((proto.op_type, proto.domain, proto.name))
+            unknown.update(proto.output)
+            continue
+        outs = infer_node(proto, values, opsets)
+        for out, val in zip(proto.output, outs):
+            if out and val is not None:
+                values[out] = val
+        runtime.append(
+            Node(
+                op_type=proto.op_type,
+                name=proto.name,
+                inputs=list(proto.input),
+                outputs=list(proto.output),
+                attrs={a.name: attr_value(a) for a in proto.attribute},
+                domain=proto.domain if proto.domain != "ai.onnx" else "",
+            )
+        )
+
+    if unsupported:
+        raise unsupported_error(unsupported)
+    return _build_program(name or default_name(source), values, runtime, input_names, [o.name for o in graph.output], opset_of(model))
+
+
+def unsupported_error(missing: list[tuple[str, str, str]]) -> UnsupportedError:
+    """One line naming every unsupported op with its nodes; the list rides along for `inspect`."""
+    by_op: dict[str, list[str]] = {}
+    for op_type, domain, node in missing:
+        by_op.setdefault(f"{domain}::{op_type}" if domain else op_type, []).append(f"'{node}'")
+    parts = [f"{op} (node{'s' if len(ns) > 1 else ''} {', '.join(ns[:3])}{', ...' if len(ns) > 3 else ''})" for op, ns in by_op.items()]
+    err = UnsupportedError(f"unsupported operator{'s' if len(parts) > 1 else ''}: {'; '.join(parts)}")
+    err.nodes = missing  # type: ignore[attr-defined]
+    return err
+
+
+def _build_program(name, values, runtime, input_names, output_names, opset) -> Program:
+    buffers: dict[str, Buffer] = {}
+
+    def add(vname: str, storage: str) -> None:
+        v = values[vname]
+        if not is_supported_dtype(v.dtype):
+            raise UnsupportedError(f"tensor '{vname}' has dtype {np.dtype(v.dtype).name}, which is not supported yet")
+        data = np.ascontiguousarray(v.const) if storage == WEIGHT else None
+        buffers[vname] = Buffer(vname, np.dtype(v.dtype), tuple(int(d) for d in v.shape), storage, data=data)
+
+    for i in input_names:
+        add(i, INPUT)
+    for n in runtime:
+        for i in n.inputs:
+            if i and i not in buffers:
+                add(i, WEIGHT if values[i].const is not None else ARENA)
+        for o in n.outputs:
+            if o and o not in buffers:
+                add(o, ARENA)
+
+    outputs: list[str] = []
+    public: dict[str, str] = {}
+    for o in output_names:
+        if o not in values:
+            raise EmitError(f"graph output '{o}' is not produced by any node")
+        src = o
+        if o in buffers and buffers[o].storage == ARENA and o not in outputs:
+            buffers[o].storage = OUTPUT
+            outputs.append(o)
+            continue
+        # a constant, an input, or a repeated output: copy it into an output of its own
+        if src not in buffers:
+            add(src, WEIGHT if values[src].const is not None else ARENA)
+        out_name = f"{o}__out{len(outputs)}" if o in buffers and o in outputs or o in input_names or values[o].const is not None else o
+        v = buffers[src]
+        buffers[out_name] = Buffer(out_name, v.dtype, v.shape, OUTPUT)
+        runtime.append(Node(COPY, f"copy_{out_name}", [src], [out_name]))
+        outputs.append(out_name)
+        if out_name != o:
+            public[out_name] = o
+    return Program(name, buffers, runtime, input_names, outputs, opset, public_names=public)
+
+
+__all__ = ["import_model", "default_name", "COPY"]

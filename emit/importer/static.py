@@ -1,0 +1,145 @@
+"""Walk the graph once in order: fold every node whose inputs are all known values, give every
+other node static output shapes (onnx's own inference, run per node on bound shapes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import EmitError, UnsupportedError, node_label
+
+# nodes whose result is random or which the compiler must keep as runtime work
+_NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+# splat weights above this size are filled at run time instead of embedded (architecture-only models)
+SPLAT_EMBED_LIMIT = 1 << 20
+_SMALL_CONST = 1 << 16  # constant inputs up to this many elements are shown to shape inference
+
+
+@dataclass
+class Value:
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    const: np.ndarray | None = None
+
+
+def attr_value(a: onnx.AttributeProto):
+    if a.type == onnx.AttributeProto.GRAPH:
+        return a.g
+    if a.type == onnx.AttributeProto.GRAPHS:
+        return list(a.graphs)
+    v = helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, onnx.TensorProto):
+        return numpy_helper.to_array(v)
+    if isinstance(v, list) and v and isinstance(v[0], bytes):
+        return [x.decode("utf-8", "replace") for x in v]
+    return v
+
+
+def _np_dtype(elem_type: int) -> np.dtype:
+    return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
+
+
+def _elem_type(dtype: np.dtype) -> int:
+    return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
+def _single_node_model(node: onnx.NodeProto, values: dict[str, Value], opsets, with_consts: bool) -> onnx.ModelProto:
+    inputs, inits = [], []
+    for name in dict.fromkeys(i for i in node.input if i):
+        v = values[name]
+        if v.const is not None and (with_consts or v.const.size <= _SMALL_CONST):
+            inits.append(numpy_helper.from_array(np.asarray(v.const), name))
+        else:
+            inputs.append(helper.make_tensor_value_info(name, _elem_type(v.dtype), list(v.shape)))
+    outputs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
+    graph = helper.make_graph([node], "n", inputs, outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=list(opsets), ir_version=10)
+
+
+def infer_node(node: onnx.NodeProto, values: dict[str, Value], opsets) -> list[Value | None]:
+    """Static output types of one node, or raise naming the node."""
+    model = _single_node_model(node, values, opsets, with_consts=False)
+    label = node_label(node.op_type, node.name)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise EmitError(f"node {label}: shape inference failed: {msg[:300]}") from None
+    found = {vi.name: vi for vi in list(inferred.graph.output) + list(inferred.graph.value_info)}
+    result: list[Value | None] = []
+    for o in node.output:
+        if not o:
+            result.append(None)
+            continue
+        vi = found.get(o)
+        tt = vi.type.tensor_type if vi is not None and vi.type.HasField("tensor_type") else None
+        if tt is None or not tt.elem_type:
+            raise UnsupportedError(f"node {label}: output '{o}' is not a tensor or has unknown type")
+        if not tt.HasField("shape") or any(not d.HasField("dim_value") for d in tt.shape.dim):
+            raise UnsupportedError(
+                f"node {label}: output '{o}' has no static shape (it depends on runtime values; "
+                "make the inputs that set shapes constant, or bind more --shape/--dim)"
+            )
+        result.append(Value(_np_dtype(tt.elem_type), tuple(d.dim_value for d in tt.shape.dim)))
+    return result
+
+
+def evaluate_node(node: onnx.NodeProto, values: dict[str, Value], opsets) -> list[np.ndarray] | None:
+    """Compute a node on constant inputs with onnx's reference implementation; None if it can't."""
+    from onnx.reference import ReferenceEvaluator
+
+    model = _single_node_model(node, values, opsets, with_consts=True)
+    try:
+        outs = ReferenceEvaluator(model).run(None, {})
+    except Exception:
+        return None
+    return [np.asarray(o) for o in outs]
+
+
+def shape_of(node: onnx.NodeProto, v: Value) -> np.ndarray:
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    rank = len(v.shape)
+    start, end = attrs.get("start", 0), attrs.get("end", rank)
+    start = max(0, min(rank, start + rank if start < 0 else start))
+    end = max(0, min(rank, end + rank if end < 0 else end))
+    return np.array(v.shape[start:end], dtype=np.int64)
+
+
+def try_fold(node: onnx.NodeProto, values: dict[str, Value], opsets) -> list[np.ndarray] | None:
+    """The node's outputs if they are known before run time."""
+    if node.op_type in _NEVER_FOLD or node.domain not in ("", "ai.onnx"):
+        return None
+    if node.op_type == "Constant":
+        a = node.attribute[0]
+        val = attr_value(a)
+        if a.name == "value_float":
+            val = np.array(val, dtype=np.float32)
+        elif a.name == "value_floats":
+            val = np.array(val, dtype=np.float32)
+        elif a.name == "value_int":
+            val = np.array(val, dtype=np.int64)
+        elif a.name == "value_ints":
+            val = np.array(val, dtype=np.int64)
+        elif isinstance(val, str) or (isinstance(val, list) and val and isinstance(val[0], str)):
+            raise UnsupportedError(f"node {node_label(node.op_type, node.name)}: string constants are not supported")
+        return [np.asarray(val)]
+    ins = [values[i] for i in node.input if i]
+    if node.op_type == "Shape" and ins:
+        return [shape_of(node, ins[0])]
+    if node.op_type == "Size" and ins:
+        return [np.array(int(np.prod(ins[0].shape, dtype=np.int64)), dtype=np.int64)]
+    if any(getattr(v, "const", None) is None for v in ins):
+        return None
+    if node.op_type == "ConstantOfShape":
+        shape = [int(d) for d in ins[0].const.ravel()]
+        fill = attr_value(node.attribute[0]) if node.attribute else np.zeros(1, np.float32)
+        if int(np.prod(shape, dtype=np.int64)) * fill.dtype.itemsize > SPLAT_EMBED_LIMIT:
+            return None  # a big splat: a fill at run time costs RAM, embedding it costs a huge binary
+    if any(g for a in node.attribute for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else [])):
+        return None
+    return evaluate_node(node, values, opsets)

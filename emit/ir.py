@@ -1,0 +1,120 @@
+"""The IR: a Program of Buffers with static shapes and dtypes, Nodes at graph level and,
+after lowering, Steps of C code whose sizes are all literal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# storage kinds of a Buffer
+INPUT, OUTPUT, WEIGHT, ARENA, VIEW = "input", "output", "weight", "arena", "view"
+
+# numpy dtype name -> C element type
+C_TYPES: dict[str, str] = {
+    "float32": "float",
+    "float64": "double",
+    "int8": "int8_t",
+    "int16": "int16_t",
+    "int32": "int32_t",
+    "int64": "int64_t",
+    "uint8": "uint8_t",
+    "uint16": "uint16_t",
+    "uint32": "uint32_t",
+    "uint64": "uint64_t",
+    "bool": "bool",
+}
+
+
+def c_type(dtype: np.dtype | str) -> str:
+    return C_TYPES[np.dtype(dtype).name]
+
+
+def is_supported_dtype(dtype: np.dtype | str) -> bool:
+    return np.dtype(dtype).name in C_TYPES
+
+
+@dataclass
+class Buffer:
+    """One tensor: where it lives, its dtype and static shape."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    storage: str = ARENA
+    data: np.ndarray | None = None  # weights only
+    view_of: str | None = None  # views only: the buffer whose memory this reuses
+    offset: int = 0  # arena offset, set by plan_memory
+    cname: str = ""  # C identifier, set by the emitter
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+    @property
+    def ctype(self) -> str:
+        return c_type(self.dtype)
+
+
+@dataclass
+class Node:
+    """One graph-level operation, attributes already decoded to Python values."""
+
+    op_type: str
+    name: str
+    inputs: list[str]  # "" marks an omitted optional input
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    domain: str = ""
+
+
+@dataclass
+class Step:
+    """One lowered node: a block of C text with literal sizes, and the runtime kernels it calls."""
+
+    node: Node
+    code: str
+    kernels: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Program:
+    name: str
+    buffers: dict[str, Buffer]
+    nodes: list[Node]
+    inputs: list[str]
+    outputs: list[str]
+    opset: int
+    steps: list[Step] = field(default_factory=list)
+    arena_bytes: int = 0
+    notes: list[str] = field(default_factory=list)  # things the importer did, for `inspect`
+    public_names: dict[str, str] = field(default_factory=dict)  # buffer name -> ONNX name, where they differ
+
+    def public(self, name: str) -> str:
+        return self.public_names.get(name, name)
+
+    def producers(self) -> dict[str, Node]:
+        return {o: n for n in self.nodes for o in n.outputs if o}
+
+    def consumers(self) -> dict[str, list[Node]]:
+        uses: dict[str, list[Node]] = {}
+        for n in self.nodes:
+            for i in n.inputs:
+                if i:
+                    uses.setdefault(i, []).append(n)
+        return uses
+
+    def root(self, name: str) -> Buffer:
+        """The buffer that owns the memory of `name` (following views)."""
+        buf = self.buffers[name]
+        while buf.view_of is not None:
+            buf = self.buffers[buf.view_of]
+        return buf
+
+    def weight_bytes(self) -> int:
+        return sum(b.nbytes for b in self.buffers.values() if b.storage == WEIGHT)

@@ -1,0 +1,127 @@
+"""Helpers every op family uses to write C: literals, math function names, loop nests, broadcasting."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import jinja2
+import numpy as np
+
+from ..ir import Buffer
+
+_ENV = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False, undefined=jinja2.StrictUndefined)
+
+
+@lru_cache(maxsize=None)
+def _template(text: str) -> jinja2.Template:
+    return _ENV.from_string(text)
+
+
+def render(text: str, **kw) -> str:
+    """Render a small jinja2 template of C text."""
+    return _template(text).render(**kw)
+
+
+def is_float(dtype) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+def is_signed(dtype) -> bool:
+    return np.dtype(dtype).kind == "i"
+
+
+def literal(value, dtype) -> str:
+    """A C literal of `value` converted to `dtype`, exact for floats (round-trip repr)."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        v = float(np.asarray(value, dtype=dt))
+        suffix = "f" if dt == np.float32 else ""
+        if math.isnan(v):
+            return "NAN" if dt == np.float32 else "((double)NAN)"
+        if math.isinf(v):
+            inf = "HUGE_VALF" if dt == np.float32 else "HUGE_VAL"
+            return inf if v > 0 else f"(-{inf})"
+        text = repr(float(np.float32(v))) if dt == np.float32 else repr(v)
+        if "e" not in text and "." not in text:
+            text += ".0"
+        return text + suffix
+    if dt == np.bool_:
+        return "1" if bool(value) else "0"
+    v = int(value)
+    if dt == np.int64:
+        return f"INT64_C({v})" if v != -(2**63) else "INT64_MIN"
+    if dt == np.uint64:
+        return f"UINT64_C({v})"
+    if dt == np.int32 and v == -(2**31):
+        return "INT32_MIN"
+    if dt == np.uint32:
+        return f"{v}u"
+    return str(v)
+
+
+def math_fn(name: str, dtype) -> str:
+    """`expf` for float, `exp` for double."""
+    return name + "f" if np.dtype(dtype) == np.float32 else name
+
+
+def strides(shape: tuple[int, ...]) -> list[int]:
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+def index_expr(vars_: list[str], strides_: list[int]) -> str:
+    terms = [f"{v}*{s}" if s != 1 else v for v, s in zip(vars_, strides_) if s != 0]
+    return " + ".join(terms) if terms else "0"
+
+
+def broadcast_strides(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> list[int]:
+    """Strides of an input broadcast (numpy rules) to out_shape: 0 where it repeats."""
+    pad = (1,) * (len(out_shape) - len(in_shape)) + tuple(in_shape)
+    st = strides(pad)
+    return [0 if d == 1 and o != 1 else s for d, o, s in zip(pad, out_shape, st)]
+
+
+def loop_nest(shape: tuple[int, ...], body: str, var: str = "i") -> str:
+    """Nested for loops over `shape` with index variables i0, i1, ...; body sees them."""
+    if not shape:
+        return "{\n" + body + "\n}"
+    head = "".join(f"for (size_t {var}{k} = 0; {var}{k} < {d}; ++{var}{k}) " for k, d in enumerate(shape))
+    return head + "{\n" + body + "\n}"
+
+
+def collapse(out_shape: tuple[int, ...], in_strides: list[list[int]]) -> tuple[tuple[int, ...], list[list[int]]]:
+    """Merge adjacent axes that every operand walks contiguously, so loops are as flat as possible."""
+    shape = list(out_shape)
+    sts = [list(s) for s in in_strides]
+    k = len(shape) - 1
+    while k > 0:
+        inner = shape[k]
+        if all(s[k - 1] == s[k] * inner for s in sts):
+            shape[k - 1] *= inner
+            del shape[k]
+            for s in sts:
+                del s[k - 1]
+        k -= 1
+    return tuple(shape), sts
+
+
+def elementwise(out: Buffer, operands: list[tuple[str, Buffer]], expr: str, out_ptr: str) -> str:
+    """Loop writing out_ptr[...] = expr, where {0}, {1}, ... in expr are the operands' elements
+    (numpy broadcasting)."""
+    shape = tuple(out.shape)
+    if out.size == 0:
+        return "/* empty */"
+    sts = [broadcast_strides(b.shape, shape) for _, b in operands] + [strides(shape)]
+    cshape, csts = collapse(shape, sts)
+    vars_ = [f"i{k}" for k in range(len(cshape))]
+    elems = [f"{p}[{index_expr(vars_, s)}]" for (p, _), s in zip(operands, csts[:-1])]
+    body = f"{out_ptr}[{index_expr(vars_, csts[-1])}] = {expr.format(*elems)};"
+    return loop_nest(cshape, body)
+
+
+def normalize_axis(axis: int, rank: int) -> int:
+    return axis + rank if axis < 0 else axis

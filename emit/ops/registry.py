@@ -1,0 +1,116 @@
+"""Op type + domain → lowering. A lowering turns one Node into C text with literal sizes."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import UnsupportedError, node_label
+from ..ir import WEIGHT, Buffer, Node, Program, Step
+
+Lower = Callable[["Lowering"], None]
+LOWERINGS: dict[tuple[str, str], Lower] = {}
+
+
+def op(*op_types: str, domain: str = "") -> Callable[[Lower], Lower]:
+    """Register a lowering for one or more op types of a domain."""
+
+    def deco(fn: Lower) -> Lower:
+        for t in op_types:
+            LOWERINGS[(domain, t)] = fn
+        return fn
+
+    return deco
+
+
+def is_supported(op_type: str, domain: str = "") -> bool:
+    return (domain, op_type) in LOWERINGS
+
+
+class Lowering:
+    """What a lowering sees of its node: buffers with static shapes, attributes, constant inputs;
+    and where it writes its C text."""
+
+    def __init__(self, prog: Program, node: Node, cnames: dict[str, str]) -> None:
+        self.prog = prog
+        self.node = node
+        self.cnames = cnames
+        self.lines: list[str] = []
+        self.kernels: set[str] = set()
+
+    # --- reading the node ---
+    @property
+    def label(self) -> str:
+        return node_label(self.node.op_type, self.node.name)
+
+    @property
+    def opset(self) -> int:
+        return self.prog.opset
+
+    def has_input(self, i: int) -> bool:
+        return i < len(self.node.inputs) and bool(self.node.inputs[i])
+
+    def input(self, i: int) -> Buffer:
+        if not self.has_input(i):
+            self.fail(f"input {i} is required")
+        return self.prog.buffers[self.node.inputs[i]]
+
+    def output(self, i: int = 0) -> Buffer:
+        return self.prog.buffers[self.node.outputs[i]]
+
+    def has_output(self, i: int) -> bool:
+        return i < len(self.node.outputs) and bool(self.node.outputs[i])
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.node.inputs)
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return self.node.attrs.get(name, default)
+
+    def const(self, i: int) -> np.ndarray | None:
+        """The value of input i if it is known at compile time."""
+        if not self.has_input(i):
+            return None
+        buf = self.input(i)
+        return buf.data if buf.storage == WEIGHT else None
+
+    def const_required(self, i: int, what: str) -> np.ndarray:
+        v = self.const(i)
+        if v is None:
+            self.fail(f"input '{self.node.inputs[i]}' ({what}) must be a constant; it is computed at run time")
+        return v
+
+    def attr_or_const(self, name: str, index: int, default: Any = None) -> Any:
+        """Opsets moved many attributes to inputs (axes, pads, split, ...): read whichever is there."""
+        if name in self.node.attrs:
+            return self.node.attrs[name]
+        if self.has_input(index):
+            return self.const_required(index, name).tolist()
+        return default
+
+    # --- writing C ---
+    def ptr(self, buf: Buffer | str) -> str:
+        name = buf if isinstance(buf, str) else buf.name
+        return self.cnames[name]
+
+    def emit(self, code: str) -> None:
+        self.lines.append(code.rstrip())
+
+    def kernel(self, name: str) -> None:
+        """Mark a runtime_c kernel file as used."""
+        self.kernels.add(name)
+
+    def fail(self, why: str):
+        raise UnsupportedError(f"node {self.label}: {why}")
+
+
+def lower_node(prog: Program, node: Node, cnames: dict[str, str]) -> Step:
+    fn = LOWERINGS.get((node.domain, node.op_type))
+    if fn is None:
+        dom = f" (domain '{node.domain}')" if node.domain else ""
+        raise UnsupportedError(f"node {node_label(node.op_type, node.name)}: operator {node.op_type}{dom} is not supported")
+    ctx = Lowering(prog, node, cnames)
+    fn(ctx)
+    return Step(node, "\n".join(ctx.lines), ctx.kernels)

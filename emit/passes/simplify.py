@@ -1,0 +1,43 @@
+"""Drop nodes that do nothing at inference time, and nodes whose results nobody reads."""
+
+from __future__ import annotations
+
+from ..ir import OUTPUT, Program
+
+
+def rename_uses(prog: Program, old: str, new: str) -> None:
+    for n in prog.nodes:
+        n.inputs = [new if i == old else i for i in n.inputs]
+
+
+def drop_identities(prog: Program) -> Program:
+    """Identity, and Dropout in inference mode, forward their input unless they feed a graph output."""
+    kept = []
+    consumers = prog.consumers()
+    for n in prog.nodes:
+        passthrough = n.op_type == "Identity" or (
+            n.op_type == "Dropout" and (len(n.outputs) < 2 or not n.outputs[1] or n.outputs[1] not in consumers)
+            and not (len(n.inputs) > 2 and n.inputs[2] and prog.buffers[n.inputs[2]].data is None)
+        )
+        if passthrough and n.domain == "" and prog.buffers[n.outputs[0]].storage != OUTPUT:
+            rename_uses(prog, n.outputs[0], n.inputs[0])
+            continue
+        kept.append(n)
+    prog.nodes = kept
+    return prune(prog)
+
+
+def prune(prog: Program) -> Program:
+    """Remove nodes none of whose outputs are used, and buffers no node touches."""
+    live = set(prog.outputs)
+    kept = []
+    for n in reversed(prog.nodes):
+        if any(o in live for o in n.outputs if o):
+            kept.append(n)
+            live.update(i for i in n.inputs if i)
+    prog.nodes = kept[::-1]
+    used = set(prog.inputs) | set(prog.outputs)
+    for n in prog.nodes:
+        used.update(i for i in n.inputs + n.outputs if i)
+    prog.buffers = {k: b for k, b in prog.buffers.items() if k in used}
+    return prog

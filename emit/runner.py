@@ -1,0 +1,121 @@
+"""Run an exported model from Python: checks every input before any C code sees it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EmitError
+
+_CFFI_TYPES = {
+    "float32": "float", "float64": "double", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
+    "int64": "int64_t", "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t", "uint64": "uint64_t",
+    "bool": "_Bool",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def import_extension(path: Path, module: str):
+    spec = importlib.util.spec_from_file_location(module, str(path))
+    if spec is None or spec.loader is None:
+        raise EmitError(f"cannot load native module {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class NativeFunction:
+    """One model function inside a (possibly shared) cffi extension."""
+
+    def __init__(self, info: dict, ext) -> None:
+        self.info = info
+        self.inputs = [TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in info["inputs"]]
+        self.outputs = [TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in info["outputs"]]
+        self._ffi = ext.ffi
+        self._fn = getattr(ext.lib, info["functions"]["run"])
+        self._arena_bytes = int(info["arena_bytes"])
+
+    def _check(self, spec: TensorSpec, value: Any) -> np.ndarray:
+        if isinstance(value, np.ndarray) or hasattr(value, "__array_interface__"):
+            arr = np.asarray(value)
+            if arr.dtype != np.dtype(spec.dtype):
+                raise ValueError(f"input '{spec.name}': expected dtype {spec.dtype}, got {arr.dtype}")
+        else:
+            try:
+                arr = np.asarray(value, dtype=spec.dtype)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"input '{spec.name}': cannot convert {type(value).__name__} to {spec.dtype}: {exc}") from None
+        if tuple(arr.shape) != spec.shape:
+            raise ValueError(f"input '{spec.name}': expected shape {list(spec.shape)}, got {list(arr.shape)}")
+        return np.ascontiguousarray(arr)
+
+    def bind(self, args: tuple, kwargs: dict) -> list[np.ndarray]:
+        names = [s.name for s in self.inputs]
+        if len(args) == 1 and isinstance(args[0], dict) and not kwargs:
+            feeds = dict(args[0])
+        else:
+            if len(args) > len(names):
+                raise ValueError(f"model takes {len(names)} input(s) ({', '.join(names)}), got {len(args)}")
+            feeds = dict(zip(names, args))
+            for k, v in kwargs.items():
+                if k in feeds:
+                    raise ValueError(f"input '{k}' given twice")
+                feeds[k] = v
+        unknown = [k for k in feeds if k not in names]
+        if unknown:
+            raise ValueError(f"unknown input '{unknown[0]}' (inputs: {', '.join(names)})")
+        missing = [n for n in names if n not in feeds]
+        if missing:
+            raise ValueError(f"missing input '{missing[0]}' (expected {', '.join(names)})")
+        return [self._check(s, feeds[s.name]) for s in self.inputs]
+
+    def run(self, *args, **kwargs) -> dict[str, np.ndarray]:
+        arrays = self.bind(args, kwargs)
+        outs = [np.empty(s.shape, dtype=s.dtype) for s in self.outputs]
+        arena = np.empty(self._arena_bytes + 16, dtype=np.uint8)
+        start = (-arena.ctypes.data) % 16
+        ffi = self._ffi
+        ptrs = [ffi.from_buffer("uint8_t[]", arena[start:])]
+        ptrs += [ffi.from_buffer(f"{_CFFI_TYPES[s.dtype]}[]", a) for s, a in zip(self.inputs, arrays)]
+        ptrs += [ffi.from_buffer(f"{_CFFI_TYPES[s.dtype]}[]", o, require_writable=True) for s, o in zip(self.outputs, outs)]
+        rc = self._fn(*ptrs)
+        if rc != 0:
+            raise RuntimeError(f"model returned error code {rc}")
+        return {s.name: o for s, o in zip(self.outputs, outs)}
+
+    __call__ = run
+
+
+class Model(NativeFunction):
+    """A model exported with target native: `emit.load(folder)`."""
+
+    def __init__(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        mf = folder / "manifest.json"
+        if not mf.is_file():
+            raise EmitError(f"{folder}: no manifest.json; export the model there first")
+        info = json.loads(mf.read_text())
+        native = info.get("native")
+        if not native:
+            raise EmitError(f"{folder}: not built for native; export with --target native")
+        ext = import_extension(folder / native["file"], native["module"])
+        super().__init__(info, ext)
+        self.folder = folder
+
+    def __repr__(self) -> str:
+        return f"<emit.Model {self.info['prefix']} inputs={self.inputs} outputs={self.outputs}>"
+
+
+def load(folder: str | Path) -> Model:
+    return Model(folder)

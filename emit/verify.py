@@ -1,0 +1,70 @@
+"""Compare an exported model with onnxruntime on the same inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import EmitError
+
+
+@dataclass
+class OutputReport:
+    name: str
+    max_abs: float
+    max_rel: float
+    ref_max: float
+    ok: bool
+
+
+def sample_inputs(specs, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic inputs: normal floats, small non-negative ints (ones for masks), random bools."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for s in specs:
+        dt = np.dtype(s.dtype)
+        if dt.kind == "f":
+            feeds[s.name] = rng.standard_normal(s.shape).astype(dt)
+        elif dt == np.bool_:
+            feeds[s.name] = rng.random(s.shape) < 0.5
+        elif "mask" in s.name.lower():
+            feeds[s.name] = np.ones(s.shape, dtype=dt)
+        else:
+            feeds[s.name] = rng.integers(0, 4, size=s.shape).astype(dt)
+    return feeds
+
+
+def run_onnxruntime(model_path: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise EmitError("verify needs onnxruntime: pip install onnxruntime") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> OutputReport:
+    """Pass when |got-ref| <= atol + rtol*max(1, max|ref|) everywhere (NaN equals NaN; integers exact)."""
+    ref = np.asarray(ref)
+    if got.shape != ref.shape:
+        return OutputReport(name, float("inf"), float("inf"), 0.0, False)
+    if ref.dtype.kind not in "fc":
+        bad = int(np.count_nonzero(got != ref))
+        diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)))) if got.size else 0.0
+        return OutputReport(name, diff, diff, 0.0, bad == 0)
+    g, r = got.astype(np.float64), ref.astype(np.float64)
+    both_nan = np.isnan(g) & np.isnan(r)
+    same_inf = np.isinf(r) & (g == r)
+    d = np.where(both_nan | same_inf, 0.0, np.abs(g - r))
+    d = np.where(np.isnan(d), np.inf, d)
+    finite = np.isfinite(r)
+    ref_max = float(np.max(np.abs(r[finite]))) if finite.any() else 0.0
+    max_abs = float(d.max()) if d.size else 0.0
+    scale = max(1.0, ref_max)
+    max_rel = max_abs / scale
+    return OutputReport(name, max_abs, max_rel, ref_max, bool(max_abs <= atol + rtol * scale))
