@@ -13,8 +13,8 @@ from ..errors import EmitError, UnsupportedError, node_label
 
 # nodes whose result is random or which the compiler must keep as runtime work
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
-# splat weights above this size are filled at run time instead of embedded (architecture-only models)
-SPLAT_EMBED_LIMIT = 1 << 20
+# a constant result above this size that is much larger than the constants it comes from is computed at run time
+EXPAND_LIMIT = 1 << 20
 _SMALL_CONST = 1 << 16  # constant inputs up to this many elements are shown to shape inference
 
 
@@ -135,11 +135,12 @@ def try_fold(node: onnx.NodeProto, values: dict[str, Value], opsets) -> list[np.
         return [np.array(int(np.prod(ins[0].shape, dtype=np.int64)), dtype=np.int64)]
     if any(getattr(v, "const", None) is None for v in ins):
         return None
-    if node.op_type == "ConstantOfShape":
-        shape = [int(d) for d in ins[0].const.ravel()]
-        fill = attr_value(node.attribute[0]) if node.attribute else np.zeros(1, np.float32)
-        if int(np.prod(shape, dtype=np.int64)) * fill.dtype.itemsize > SPLAT_EMBED_LIMIT:
-            return None  # a big splat: a fill at run time costs RAM, embedding it costs a huge binary
     if any(g for a in node.attribute for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else [])):
         return None
-    return evaluate_node(node, values, opsets)
+    outs = evaluate_node(node, values, opsets)
+    if outs is not None:
+        in_bytes = sum(v.const.nbytes for v in ins)
+        out_bytes = sum(o.nbytes for o in outs)
+        if out_bytes > EXPAND_LIMIT and out_bytes > 2 * in_bytes:
+            return None  # folding would grow the binary (a splat fill, a widening Cast of int8 weights): do it at run time
+    return outs

@@ -1,0 +1,40 @@
+"""Every float model of tests/models.tsv without control flow: `onnx-emit verify` passes at the listed shapes
+(max abs error <= 1e-4 * max(1, max|reference|)), and the memory plan beats a buffer per tensor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emit.models_zoo import fetch, load_table
+
+from .helpers import run_cli
+
+CONTROL_FLOW = {"If", "Loop", "Scan"}
+MODELS = [e for e in load_table() if not CONTROL_FLOW & set(e.op_types)]
+
+
+def _shape_args(entry) -> list[str]:
+    args = []
+    for name, (shape, _dtype) in entry.input_shapes.items():
+        args += ["--shape", f"{name}={'x'.join(map(str, shape))}"]
+    return args
+
+
+@pytest.mark.parametrize("entry", MODELS, ids=[e.id for e in MODELS])
+def test_verify_real_model(entry):
+    path = fetch(entry.id)
+    proc = run_cli("verify", path, *_shape_args(entry), "--rtol", "1e-4", "--atol", "0")
+    assert proc.returncode == 0, f"{entry.id}: {proc.stdout}\n{proc.stderr[-2000:]}"
+    assert "PASS" in proc.stdout
+
+
+@pytest.mark.parametrize("entry", MODELS, ids=[e.id for e in MODELS])
+def test_arena_below_naive_sum(entry):
+    proc = run_cli("inspect", fetch(entry.id), *_shape_args(entry), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    assert not rep["unsupported"] and not rep["lowering_error"], rep
+    assert rep["arena_bytes"] < rep["arena_naive_bytes"]
+    assert rep["arena_bytes"] >= rep["arena_lower_bound_bytes"]
