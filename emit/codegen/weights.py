@@ -20,19 +20,19 @@ def string_literal_lines(data: bytes) -> str:
     quad[:, 1] = ord("x")
     quad[:, 2] = _HEX[raw >> 4]
     quad[:, 3] = _HEX[raw & 15]
-    full = n // BYTES_PER_LINE * BYTES_PER_LINE
-    lines = []
-    if full:
-        body = quad[:full].reshape(-1, BYTES_PER_LINE * 4)
-        framed = np.empty((body.shape[0], body.shape[1] + 4), dtype=np.uint8)
-        framed[:, 0] = framed[:, 1] = ord(" ")
-        framed[:, 2] = ord('"')
-        framed[:, 3:-1] = body
-        framed[:, -1] = ord('"')
-        lines.append(b"\n".join(bytes(r) for r in framed).decode("ascii"))
-    if full < n:
-        lines.append('  "' + quad[full:].tobytes().decode("ascii") + '"')
-    return "\n".join(lines)
+    # rows of `  "\xNN...\xNN"\n`, built as one array: no Python loop per line
+    rows = -(-n // BYTES_PER_LINE)
+    padded = np.zeros((rows * BYTES_PER_LINE, 4), dtype=np.uint8)
+    padded[:n] = quad
+    framed = np.empty((rows, BYTES_PER_LINE * 4 + 5), dtype=np.uint8)
+    framed[:, 0] = framed[:, 1] = ord(" ")
+    framed[:, 2] = framed[:, -2] = ord('"')
+    framed[:, -1] = ord("\n")
+    framed[:, 3:-2] = padded.reshape(rows, -1)
+    text = framed.tobytes()
+    tail = n - (rows - 1) * BYTES_PER_LINE  # bytes on the last line
+    cut = len(text) - (BYTES_PER_LINE - tail) * 4 - 2
+    return (text[:cut] + b'"').decode("ascii")
 
 
 def little_endian_bytes(arr: np.ndarray) -> bytes:

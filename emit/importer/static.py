@@ -66,7 +66,7 @@ def infer_node(node: onnx.NodeProto, values: dict[str, Value], opsets) -> list[V
     model = _single_node_model(node, values, opsets, with_consts=False)
     label = node_label(node.op_type, node.name)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=False)
     except Exception as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise EmitError(f"node {label}: shape inference failed: {msg[:300]}") from None

@@ -1,0 +1,1 @@
+"""Builders: a C folder → an artefact for one target."""
