@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from functools import lru_cache
+from functools import cache
 
 from .errors import EmitError
 from .resources import asset_dir
@@ -13,7 +13,7 @@ def available() -> list[str]:
     return sorted(p.stem for p in asset_dir("targets").glob("*.toml"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def target_config(name: str) -> dict:
     path = asset_dir("targets") / f"{name}.toml"
     if not path.is_file():

@@ -48,8 +48,9 @@ def run_onnxruntime(model_path: str, feeds: dict[str, np.ndarray]) -> dict[str, 
     return dict(zip(names, sess.run(names, feeds)))
 
 
-def compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> OutputReport:
-    """Pass when |got-ref| <= atol + rtol*max(1, max|ref|) everywhere (NaN equals NaN; integers exact)."""
+def compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float, atol: float, elementwise: bool = False) -> OutputReport:
+    """Pass when |got-ref| <= atol + rtol*max(1, max|ref|) everywhere (NaN equals NaN; integers exact).
+    elementwise=True uses the ONNX backend-test convention instead: |got-ref| <= atol + rtol*|ref| per element."""
     ref = np.asarray(ref)
     if got.shape != ref.shape:
         return OutputReport(name, float("inf"), float("inf"), 0.0, False)
@@ -60,11 +61,19 @@ def compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float, atol: floa
     g, r = got.astype(np.float64), ref.astype(np.float64)
     both_nan = np.isnan(g) & np.isnan(r)
     same_inf = np.isinf(r) & (g == r)
-    d = np.where(both_nan | same_inf, 0.0, np.abs(g - r))
+    with np.errstate(invalid="ignore"):  # inf - inf: masked just below
+        d = np.where(both_nan | same_inf, 0.0, np.abs(g - r))
     d = np.where(np.isnan(d), np.inf, d)
     finite = np.isfinite(r)
     ref_max = float(np.max(np.abs(r[finite]))) if finite.any() else 0.0
     max_abs = float(d.max()) if d.size else 0.0
+    if elementwise:
+        # per-element bound, so small reference values are not hidden behind the largest one
+        bound = atol + rtol * np.where(np.isfinite(r), np.abs(r), 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(d > 0, d / np.abs(r), 0.0)  # inf where ref is 0
+        max_rel = float(np.nanmax(rel)) if d.size else 0.0
+        return OutputReport(name, max_abs, max_rel, ref_max, bool(np.all(d <= bound)))
     scale = max(1.0, ref_max)
     max_rel = max_abs / scale
     return OutputReport(name, max_abs, max_rel, ref_max, bool(max_abs <= atol + rtol * scale))

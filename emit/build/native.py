@@ -13,7 +13,6 @@ from ..errors import EmitError
 from ..targets import target_config
 
 
-
 def prototypes(info: dict) -> str:
     p = info["prefix"]
     return f"int {p}_run({info['signature']});\n"

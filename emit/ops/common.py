@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import jinja2
 import numpy as np
@@ -13,7 +13,7 @@ from ..ir import Buffer
 _ENV = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False, undefined=jinja2.StrictUndefined)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(text: str) -> jinja2.Template:
     return _ENV.from_string(text)
 

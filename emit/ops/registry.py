@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import UnsupportedError, node_label
-from ..ir import WEIGHT, Buffer, Node, Program, Step
+from ..ir import ARENA, WEIGHT, Buffer, Node, Program, Step
 
 Lower = Callable[["Lowering"], None]
 LOWERINGS: dict[tuple[str, str], Lower] = {}
@@ -97,6 +97,26 @@ class Lowering:
 
     def emit(self, code: str) -> None:
         self.lines.append(code.rstrip())
+
+    def scratch(self, nbytes: int, dtype: np.dtype | str = "uint8") -> str:
+        """C pointer (typed by `dtype`) to `nbytes` of arena memory only this node uses (im2col and the like).
+        It is a new ARENA buffer listed in the node's attrs["__scratch__"], which plan_memory counts
+        as used at this step only, so it overlaps neither the node's inputs nor its outputs."""
+        dt = np.dtype(dtype)
+        count = max(1, -(-int(nbytes) // dt.itemsize))
+        base = next((o for o in self.node.outputs if o), self.node.name or self.node.op_type) + "::scratch"
+        k = 0
+        while f"{base}{k}" in self.prog.buffers:
+            k += 1
+        name = f"{base}{k}"
+        taken = set(self.cnames.values())
+        cname, j = f"s{len(self.prog.buffers)}_scratch", 1
+        while cname in taken:
+            cname, j = f"s{len(self.prog.buffers)}_scratch_{j}", j + 1
+        self.prog.buffers[name] = Buffer(name, dt, (count,), ARENA, cname=cname)
+        self.cnames[name] = cname
+        self.node.attrs.setdefault("__scratch__", []).append(name)
+        return cname
 
     def kernel(self, name: str) -> None:
         """Mark a runtime_c kernel file as used."""

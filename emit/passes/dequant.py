@@ -3,7 +3,6 @@ so an int8 embedding table stays int8 in flash instead of being widened whole in
 
 from __future__ import annotations
 
-
 from ..ir import ARENA, WEIGHT, Buffer, Node, Program
 
 

@@ -1,9 +1,125 @@
-"""Fold an inference BatchNormalization into the Conv or Gemm before it (weights are constants)."""
+"""Fold an inference BatchNormalization into the Conv, ConvTranspose or Gemm before it (weights are constants).
+
+BN(y) = y * s + t per channel, with s = scale / sqrt(var + eps) and t = B - mean * s. The producer's
+weights are scaled per output channel by s and its bias becomes b * s + t: new weight Buffers (the
+old ones may be shared), computed in float64 and cast back."""
 
 from __future__ import annotations
 
-from ..ir import Program
+import numpy as np
+
+from ..ir import OUTPUT, WEIGHT, Buffer, Node, Program
+
+FOLDABLE = ("Conv", "ConvTranspose", "Gemm")
+
+
+def _const(prog: Program, name: str) -> np.ndarray | None:
+    if not name:
+        return None
+    b = prog.buffers[name]
+    return b.data if b.storage == WEIGHT and b.data is not None else None
+
+
+def _new_weight(prog: Program, like: str, value: np.ndarray) -> str:
+    name, k = f"{like}__bn", 1
+    while name in prog.buffers:
+        name, k = f"{like}__bn{k}", k + 1
+    prog.buffers[name] = Buffer(name, value.dtype, tuple(value.shape), WEIGHT, data=value)
+    return name
+
+
+def _bn_affine(prog: Program, bn: Node, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(s, t) in float64, or None if BN is not an inference BN over `channels` constant channels."""
+    if bn.domain != "" or len(bn.inputs) < 5 or bool(bn.attrs.get("training_mode", 0)):
+        return None
+    if any(o for o in bn.outputs[1:]):
+        return None  # training outputs requested
+    if bn.attrs.get("spatial", 1) != 1:
+        return None
+    vals = [_const(prog, n) for n in bn.inputs[1:5]]
+    if any(v is None or v.size != channels for v in vals):
+        return None
+    scale, bias, mean, var = (np.asarray(v, np.float64).reshape(-1) for v in vals)
+    s = scale / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
+    return s, bias - mean * s
+
+
+def _fold_conv(prog: Program, p: Node, s: np.ndarray, t: np.ndarray) -> bool:
+    w = _const(prog, p.inputs[1])
+    if w is None or w.ndim < 3:
+        return False
+    has_b = len(p.inputs) > 2 and bool(p.inputs[2])
+    b = _const(prog, p.inputs[2]) if has_b else np.zeros(len(s))
+    if b is None:
+        return False
+    w64 = w.astype(np.float64)
+    if p.op_type == "Conv":
+        if w.shape[0] != len(s):
+            return False
+        w64 = w64 * s.reshape(-1, *[1] * (w.ndim - 1))
+    else:  # ConvTranspose: W is (C, M/group, k...), output channel g*(M/group) + j
+        group = int(p.attrs.get("group", 1))
+        mg = w.shape[1]
+        if mg * group != len(s) or w.shape[0] % group:
+            return False
+        ws = w64.reshape(group, w.shape[0] // group, mg, -1) * s.reshape(group, 1, mg, 1)
+        w64 = ws.reshape(w.shape)
+    bias = b.astype(np.float64).reshape(-1) * s + t
+    inputs = list(p.inputs) + [""] * (3 - len(p.inputs))
+    inputs[1] = _new_weight(prog, p.inputs[1], w64.astype(w.dtype))
+    inputs[2] = _new_weight(prog, p.inputs[2] if has_b else f"{p.inputs[1]}_bias", bias.astype(w.dtype))
+    p.inputs = inputs
+    return True
+
+
+def _fold_gemm(prog: Program, p: Node, s: np.ndarray, t: np.ndarray) -> bool:
+    """Y = alpha * A op(B) + beta * C; BN scales columns: op(B) columns by s, C becomes beta*C*s + t, beta 1."""
+    bmat = _const(prog, p.inputs[1])
+    if bmat is None or bmat.ndim != 2:
+        return False
+    tb = bool(p.attrs.get("transB", 0))
+    n = bmat.shape[0] if tb else bmat.shape[1]
+    if n != len(s):
+        return False
+    has_c = len(p.inputs) > 2 and bool(p.inputs[2])
+    beta = float(p.attrs.get("beta", 1.0))
+    c = _const(prog, p.inputs[2]) if has_c else np.zeros(())
+    if c is None:
+        return False
+    b64 = bmat.astype(np.float64) * (s.reshape(-1, 1) if tb else s.reshape(1, -1))
+    c64 = (beta * c.astype(np.float64) if has_c and beta != 0.0 else np.zeros(())) * s + t  # broadcasts to (..., N)
+    inputs = list(p.inputs) + [""] * (3 - len(p.inputs))
+    inputs[1] = _new_weight(prog, p.inputs[1], b64.astype(bmat.dtype))
+    inputs[2] = _new_weight(prog, p.inputs[2] if has_c else f"{p.inputs[1]}_bias", c64.astype(bmat.dtype))
+    p.inputs = inputs
+    p.attrs["beta"] = 1.0
+    return True
 
 
 def fold_batchnorm(prog: Program) -> Program:
+    producers = prog.producers()
+    consumers = prog.consumers()
+    dropped: set[int] = set()
+    for bn in prog.nodes:
+        if bn.op_type != "BatchNormalization" or not bn.inputs or not bn.inputs[0]:
+            continue
+        src = bn.inputs[0]
+        p = producers.get(src)
+        if p is None or p.op_type not in FOLDABLE or p.domain != "" or p.outputs[0] != src or "__act__" in p.attrs:
+            continue
+        if len(consumers.get(src, [])) != 1 or prog.buffers[src].storage == OUTPUT or src in prog.outputs:
+            continue
+        x = prog.buffers[src]
+        if np.dtype(x.dtype).kind != "f" or len(x.shape) < 2:
+            continue
+        affine = _bn_affine(prog, bn, x.shape[1])
+        if affine is None:
+            continue
+        fold = _fold_gemm if p.op_type == "Gemm" else _fold_conv
+        if not fold(prog, p, *affine):
+            continue
+        p.outputs[0] = bn.outputs[0]  # the producer now writes BN's result
+        dropped.add(id(bn))
+        producers[bn.outputs[0]] = p
+    prog.nodes = [n for n in prog.nodes if id(n) not in dropped]
     return prog

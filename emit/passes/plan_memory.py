@@ -16,7 +16,8 @@ def liveness(prog: Program) -> dict[str, tuple[int, int]]:
     """First and last step index at which each arena buffer's memory is in use (views count for their root)."""
     spans: dict[str, list[int]] = {}
     for step, n in enumerate(prog.nodes):
-        for name in [*n.inputs, *n.outputs]:
+        # __scratch__: arena buffers a lowering asked for with Lowering.scratch, used by this step only
+        for name in [*n.inputs, *n.outputs, *n.attrs.get("__scratch__", ())]:
             if not name:
                 continue
             root = prog.root(name)

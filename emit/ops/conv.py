@@ -1,0 +1,266 @@
+"""Conv and ConvTranspose (1-3 spatial axes) through runtime_c/conv.c, and BatchNormalization where
+emit/passes/fold_bn.py could not fold it into the layer before."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .common import literal, math_fn
+from .gemm import act_args, kernel_letter
+from .registry import Lowering, op
+
+# im2col/col2im scratch is cut into chunks of output pixels so it stays at most this many elements
+# (a VGG-sized layer would otherwise want >100 MB of arena)
+IM2COL_BUDGET = 1 << 22
+
+
+@dataclass
+class ConvGeometry:
+    n: int
+    c: int
+    m: int
+    group: int
+    inp: list[int]  # spatial sizes, padded to 3 axes with leading 1s
+    out: list[int]
+    k: list[int]
+    stride: list[int]
+    dil: list[int]
+    pad: list[int]  # padding at the start of each axis
+    tile: int = 1
+
+    def c_init(self) -> str:
+        def arr(v: list[int]) -> str:
+            return "{ " + ", ".join(str(int(x)) for x in v) + " }"
+
+        return (
+            f"{{ {self.n}, {self.c}, {self.m}, {self.group}, {arr(self.inp)}, {arr(self.out)}, {arr(self.k)}, "
+            f"{arr(self.stride)}, {arr(self.dil)}, {arr(self.pad)}, {self.tile} }}"
+        )
+
+    @property
+    def kk(self) -> int:
+        return int(np.prod(self.k))
+
+    def pointwise(self) -> bool:
+        return all(k == 1 for k in self.k) and all(s == 1 for s in self.stride) and not any(self.pad) \
+            and self.inp == self.out
+
+
+def _pad3(v: list[int], fill: int) -> list[int]:
+    return [fill] * (3 - len(v)) + [int(x) for x in v]
+
+
+def _tile(rows: int, pixels: int) -> int:
+    """Pixels per im2col chunk: all of them if the columns fit the budget."""
+    if rows * pixels <= IM2COL_BUDGET:
+        return max(pixels, 1)
+    return max(1, min(pixels, IM2COL_BUDGET // max(rows, 1)))
+
+
+def geometry(ctx: Lowering, transpose: bool) -> ConvGeometry:
+    x, w, y = ctx.input(0), ctx.input(1), ctx.output(0)
+    nsp = len(x.shape) - 2
+    if not 1 <= nsp <= 3:
+        ctx.fail(f"only 1-D, 2-D and 3-D convolutions are supported (input shape {x.shape})")
+    if len(w.shape) != nsp + 2:
+        ctx.fail(f"weight shape {w.shape} does not match input shape {x.shape}")
+    group = int(ctx.attr("group", 1))
+    kernel = [int(v) for v in (ctx.attr("kernel_shape") or w.shape[2:])]
+    if list(kernel) != list(w.shape[2:]):
+        ctx.fail(f"kernel_shape {kernel} differs from the weight's {list(w.shape[2:])}")
+    strides = [int(v) for v in (ctx.attr("strides") or [1] * nsp)]
+    dil = [int(v) for v in (ctx.attr("dilations") or [1] * nsp)]
+    ins, outs = list(x.shape[2:]), list(y.shape[2:])
+    auto_pad = ctx.attr("auto_pad", "NOTSET") or "NOTSET"
+    pads = [int(v) for v in (ctx.attr("pads") or [0] * (2 * nsp))]
+    begin = pads[:nsp]
+    ext = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
+    if not transpose:
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            total = [max(0, (o - 1) * s + e - i) for o, s, e, i in zip(outs, strides, ext, ins)]
+            begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
+        elif auto_pad == "VALID":
+            begin = [0] * nsp
+        m, c = w.shape[0], x.shape[1]
+    else:
+        opad = [int(v) for v in (ctx.attr("output_padding") or [0] * nsp)]
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER") or ctx.attr("output_shape"):
+            # the spec's rule; `outs` is what shape inference made of output_shape / SAME
+            total = [s * (i - 1) + op_ + e - o for s, i, op_, e, o in zip(strides, ins, opad, ext, outs)]
+            begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
+        elif auto_pad == "VALID":
+            begin = [0] * nsp
+        m, c = w.shape[1] * group, x.shape[1]
+    if group < 1 or c % group or m % group or (not transpose and w.shape[1] * group != c) or (transpose and w.shape[0] != c):
+        ctx.fail(f"group={group} does not match input {x.shape} and weight {w.shape}")
+    return ConvGeometry(
+        n=x.shape[0], c=c, m=m, group=group, inp=_pad3(ins, 1), out=_pad3(outs, 1), k=_pad3(kernel, 1),
+        stride=_pad3(strides, 1), dil=_pad3(dil, 1), pad=_pad3(begin, 0),
+    )
+
+
+def _bias(ctx: Lowering, g: ConvGeometry) -> str:
+    if not ctx.has_input(2):
+        return "NULL"
+    b = ctx.input(2)
+    if b.size != g.m:
+        ctx.fail(f"bias has {b.size} elements for {g.m} output channels")
+    return ctx.ptr(b)
+
+
+def _emit_conv(ctx: Lowering, transpose: bool) -> None:
+    x, w, y = ctx.input(0), ctx.input(1), ctx.output(0)
+    dtype = np.dtype(y.dtype)
+    s = kernel_letter(ctx, dtype)
+    if w.dtype != dtype or x.dtype != dtype:
+        ctx.fail("X and W must have the output's dtype")
+    g = geometry(ctx, transpose)
+    if y.size == 0:
+        return
+    cg, mg = g.c // g.group, g.m // g.group
+    if transpose:
+        g.tile = _tile(mg * g.kk, int(np.prod(g.inp)))
+        rows = mg * g.kk
+    else:
+        g.tile = _tile(cg * g.kk, int(np.prod(g.out)))
+        rows = 0 if g.pointwise() or cg == 1 else cg * g.kk
+    scratch = ctx.scratch(rows * g.tile * dtype.itemsize, dtype) if rows else "NULL"
+    ctx.kernel("gemm")
+    ctx.kernel("conv")
+    fn = f"ek_{s}conv_transpose" if transpose else f"ek_{s}conv"
+    ctx.emit(
+        f"static const ek_conv_desc d = {g.c_init()};\n"
+        f"{fn}(&d, {ctx.ptr(x)}, {ctx.ptr(w)}, {_bias(ctx, g)}, {ctx.ptr(y)}, {scratch}, {act_args(ctx, dtype)});"
+    )
+
+
+@op("Conv")
+def lower_conv(ctx: Lowering) -> None:
+    _emit_conv(ctx, transpose=False)
+
+
+@op("ConvTranspose")
+def lower_conv_transpose(ctx: Lowering) -> None:
+    _emit_conv(ctx, transpose=True)
+
+
+@op("BatchNormalization")
+def lower_batchnorm(ctx: Lowering) -> None:
+    x, y = ctx.input(0), ctx.output(0)
+    dtype = np.dtype(y.dtype)
+    kernel_letter(ctx, dtype)
+    if len(x.shape) < 2:
+        ctx.fail(f"input must have a channel axis (shape {x.shape})")
+    n, c = x.shape[0], x.shape[1]
+    inner = int(np.prod(x.shape[2:], dtype=np.int64))
+    params = [ctx.input(i) for i in range(1, 5)]
+    if any(p.size != c for p in params):
+        ctx.fail(f"scale, B, mean and var must have {c} elements (per-channel); got shapes {[p.shape for p in params]}")
+    if any(p.dtype != dtype for p in params):
+        ctx.fail("scale, B, mean and var must have the input's dtype")
+    training = bool(ctx.attr("training_mode", 0)) and ctx.opset >= 14
+    if not training and any(ctx.has_output(i) for i in range(1, len(ctx.node.outputs))):
+        ctx.fail("the training outputs (mean, var, saved_mean, saved_var) are not supported")
+    eps = literal(ctx.attr("epsilon", 1e-5), dtype)
+    sq = math_fn("sqrt", dtype)
+    ct = y.ctype
+    px, py = ctx.ptr(x), ctx.ptr(y)
+    scale, bias, mean, var = (ctx.ptr(p) for p in params)
+    if y.size == 0:
+        return
+    lines = [f"for (size_t c = 0; c < {c}; ++c) {{"]
+    if training:
+        # batch statistics (population variance), then the running averages with momentum
+        mom = float(ctx.attr("momentum", 0.9))
+        cnt = literal(n * inner, dtype)
+        lines += [
+            f"    {ct} mu = 0, v = 0;",
+            f"    for (size_t b = 0; b < {n}; ++b) for (size_t i = 0; i < {inner}; ++i) mu += {px}[(b * {c} + c) * {inner} + i];",
+            f"    mu /= {cnt};",
+            f"    for (size_t b = 0; b < {n}; ++b) for (size_t i = 0; i < {inner}; ++i) {{",
+            f"        const {ct} t = {px}[(b * {c} + c) * {inner} + i] - mu;",
+            "        v += t * t;",
+            "    }",
+            f"    v /= {cnt};",
+        ]
+        for out_i, src, batch in ((1, mean, "mu"), (2, var, "v")):
+            if ctx.has_output(out_i):
+                o = ctx.ptr(ctx.output(out_i))
+                lines.append(f"    {o}[c] = {src}[c] * {literal(mom, dtype)} + {batch} * {literal(1 - mom, dtype)};")
+        lines.append(f"    const {ct} s = {scale}[c] / {sq}(v + {eps});")
+        lines.append(f"    const {ct} t = {bias}[c] - mu * s;")
+    else:
+        lines.append(f"    const {ct} s = {scale}[c] / {sq}({var}[c] + {eps});")
+        lines.append(f"    const {ct} t = {bias}[c] - {mean}[c] * s;")
+    lines += [
+        f"    for (size_t b = 0; b < {n}; ++b) {{",
+        f"        const {ct} *xr = {px} + (b * {c} + c) * {inner};",
+        f"        {ct} *yr = {py} + (b * {c} + c) * {inner};",
+        f"        for (size_t i = 0; i < {inner}; ++i) yr[i] = xr[i] * s + t;",
+        "    }",
+        "}",
+    ]
+    ctx.emit("\n".join(lines))
+
+
+@op("ConvInteger")
+def lower_conv_integer(ctx: Lowering) -> None:
+    """int32 conv of (x - x_zero_point) and (w - w_zero_point) as a direct loop (padding contributes 0);
+    w_zero_point per tensor or per output channel."""
+    x, w, y = ctx.input(0), ctx.input(1), ctx.output(0)
+    for buf in (x, w):
+        if np.dtype(buf.dtype).name not in ("int8", "uint8"):
+            ctx.fail(f"dtype {np.dtype(buf.dtype).name} is not supported (int8 and uint8 are)")
+    g = geometry(ctx, transpose=False)
+    if y.size == 0:
+        return
+    zx = "0"
+    if ctx.has_input(2):
+        if ctx.input(2).size != 1:
+            ctx.fail("x_zero_point must be a scalar")
+        zx = f"(int32_t){ctx.ptr(ctx.input(2))}[0]"
+    zw = "0"
+    if ctx.has_input(3):
+        z = ctx.input(3)
+        if z.size not in (1, g.m):
+            ctx.fail(f"w_zero_point must be a scalar or one per output channel (shape {z.shape})")
+        zw = f"(int32_t){ctx.ptr(z)}[{'0' if z.size == 1 else 'm'}]"
+    cg, mg = g.c // g.group, g.m // g.group
+    sin, sout = int(np.prod(g.inp)), int(np.prod(g.out))
+    (ID, IH, IW), (OD, OH, OW), (KD, KH, KW) = g.inp, g.out, g.k
+
+    def rng(ax: str, size_out: int, size_in: int, stride: int) -> str:
+        """C for the output range [ax_lo, ax_hi) whose input index o*stride + off lies inside [0, size_in)."""
+        return (
+            f"const size_t {ax}lo = off{ax} >= 0 ? 0 : (size_t)((-off{ax} + {stride - 1}) / {stride});\n"
+            f"size_t {ax}hi = {size_in - 1} - off{ax} < 0 ? 0 : (size_t)(({size_in - 1} - off{ax}) / {stride}) + 1;\n"
+            f"if ({ax}hi > {size_out}) {ax}hi = {size_out};\n"
+        )
+
+    lines = [
+        f"for (size_t n = 0; n < {g.n}; ++n) for (size_t m = 0; m < {g.m}; ++m) {{",
+        f"    int32_t *yp = {ctx.ptr(y)} + (n * {g.m} + m) * {sout};",
+        f"    const int32_t zw = {zw};",
+        f"    for (size_t i = 0; i < {sout}; ++i) yp[i] = 0;",
+        f"    for (size_t ci = 0; ci < {cg}; ++ci) {{",
+        f"        const {x.ctype} *xc = {ctx.ptr(x)} + (n * {g.c} + m / {mg} * {cg} + ci) * {sin};",
+        f"        const {w.ctype} *wc = {ctx.ptr(w)} + (m * {cg} + ci) * {g.kk};",
+        f"        for (size_t kd = 0; kd < {KD}; ++kd) for (size_t kh = 0; kh < {KH}; ++kh) for (size_t kw = 0; kw < {KW}; ++kw) {{",
+        f"            const int32_t wv = (int32_t)wc[(kd * {KH} + kh) * {KW} + kw] - zw;",
+        f"            const ptrdiff_t offd = (ptrdiff_t)(kd * {g.dil[0]}) - {g.pad[0]};",
+        f"            const ptrdiff_t offh = (ptrdiff_t)(kh * {g.dil[1]}) - {g.pad[1]};",
+        f"            const ptrdiff_t offw = (ptrdiff_t)(kw * {g.dil[2]}) - {g.pad[2]};",
+        rng("d", OD, ID, g.stride[0]) + rng("h", OH, IH, g.stride[1]) + rng("w", OW, IW, g.stride[2]),
+        "            for (size_t od = dlo; od < dhi; ++od) for (size_t oh = hlo; oh < hhi; ++oh) {",
+        f"                const {x.ctype} *xr = xc + ((size_t)((ptrdiff_t)(od * {g.stride[0]}) + offd) * {IH}"
+        f" + (size_t)((ptrdiff_t)(oh * {g.stride[1]}) + offh)) * {IW};",
+        f"                int32_t *yr = yp + (od * {OH} + oh) * {OW};",
+        f"                for (size_t ow = wlo; ow < whi; ++ow) yr[ow] += wv * ((int32_t)xr[(ptrdiff_t)(ow * {g.stride[2]}) + offw] - {zx});",
+        "            }",
+        "        }",
+        "    }",
+        "}",
+    ]
+    ctx.emit("\n".join(lines))

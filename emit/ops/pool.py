@@ -1,0 +1,220 @@
+"""Pooling: MaxPool (with Indices), AveragePool, LpPool, their Global forms, and MaxUnpool.
+Generated loops with literal sizes (one window loop per output pixel, bounds checked per axis):
+pooling is memory-bound, so the compiler's code from literal sizes is as good as a kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .common import is_float, literal, math_fn, strides
+from .registry import Lowering, op
+
+MAX_DTYPES = ("float32", "float64", "int8", "uint8")
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def _check_dtype(ctx: Lowering, allowed: tuple[str, ...]) -> np.dtype:
+    dt = np.dtype(ctx.input(0).dtype)
+    if dt.name not in allowed:
+        ctx.fail(f"dtype {dt.name} is not supported ({', '.join(allowed)} are)")
+    return dt
+
+
+def pool_pads(ctx: Lowering, ins: list[int], outs: list[int], kernel: list[int], st: list[int], dil: list[int]):
+    """(begin, end) padding per spatial axis from pads / auto_pad."""
+    nsp = len(ins)
+    auto_pad = ctx.attr("auto_pad", "NOTSET") or "NOTSET"
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        total = [max(0, (o - 1) * s + (k - 1) * d + 1 - i) for o, s, k, d, i in zip(outs, st, kernel, dil, ins)]
+        begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
+        return begin, [t - b for t, b in zip(total, begin)]
+    if auto_pad == "VALID":
+        return [0] * nsp, [0] * nsp
+    pads = [int(v) for v in (ctx.attr("pads") or [0] * (2 * nsp))]
+    return pads[:nsp], pads[nsp:]
+
+
+def _pool(ctx: Lowering, kind: str) -> None:
+    """kind: max, avg or lp."""
+    x, y = ctx.input(0), ctx.output(0)
+    dt = _check_dtype(ctx, MAX_DTYPES if kind == "max" else FLOAT_DTYPES)
+    nsp = len(x.shape) - 2
+    if nsp < 1:
+        ctx.fail(f"input must be N x C x spatial (shape {x.shape})")
+    kernel = [int(v) for v in ctx.attr("kernel_shape", [])]
+    if len(kernel) != nsp:
+        ctx.fail(f"kernel_shape {kernel} does not match the {nsp} spatial axes")
+    st = [int(v) for v in (ctx.attr("strides") or [1] * nsp)]
+    dil = [int(v) for v in (ctx.attr("dilations") or [1] * nsp)]
+    ins, outs = [int(v) for v in x.shape[2:]], [int(v) for v in y.shape[2:]]
+    begin, end = pool_pads(ctx, ins, outs, kernel, st, dil)
+    if y.size == 0:
+        return
+    ct = y.ctype
+    planes = int(x.shape[0] * x.shape[1])
+    sin, sout = int(np.prod(ins)), int(np.prod(outs))
+    in_st = strides(tuple(ins))
+    with_index = kind == "max" and ctx.has_output(1)
+    count_pad = kind == "avg" and bool(ctx.attr("count_include_pad", 0))
+    p = int(ctx.attr("p", 2)) if kind == "lp" else 0
+    fabs, pw = math_fn("fabs", dt), math_fn("pow", dt)
+
+    lines = [f"for (size_t nc = 0; nc < {planes}; ++nc) {{"]
+    lines.append(f"const {ct} *xp = {ctx.ptr(x)} + nc * {sin};")
+    lines.append(f"{ct} *yp = {ctx.ptr(y)} + nc * {sout};")
+    if with_index:
+        lines.append(f"int64_t *ip = {ctx.ptr(ctx.output(1))} + nc * {sout};")
+    lines.append("size_t o = 0;")
+    for a in range(nsp):
+        lines.append(f"for (size_t o{a} = 0; o{a} < {outs[a]}; ++o{a}) {{")
+        lines.append(f"const ptrdiff_t s{a} = (ptrdiff_t)(o{a} * {st[a]}) - {begin[a]};")
+    if kind == "max":
+        lines += [f"{ct} m = 0;", "ptrdiff_t at = -1;"]
+    else:
+        lines += [f"{ct} acc = 0;", "size_t cnt = 0;"]
+    for a in range(nsp):
+        lo, hi = (-begin[a], ins[a] + end[a]) if count_pad else (0, ins[a])
+        lines.append(f"for (size_t k{a} = 0; k{a} < {kernel[a]}; ++k{a}) {{")
+        lines.append(f"const ptrdiff_t i{a} = s{a} + (ptrdiff_t)(k{a} * {dil[a]});")
+        lines.append(f"if (i{a} < {lo} || i{a} >= {hi}) continue;")
+    flat = " + ".join(f"i{a} * {in_st[a]}" if in_st[a] != 1 else f"i{a}" for a in range(nsp))
+    if kind == "max":
+        lines += [
+            f"const ptrdiff_t at1 = {flat};",
+            "if (at < 0 || xp[at1] > m) {",
+            "    m = xp[at1];",
+            "    at = at1;",
+            "}",
+        ]
+    else:
+        if kind == "avg":
+            term = "xp[at1]"
+        elif p == 2:
+            term = "xp[at1] * xp[at1]"
+        elif p == 1:
+            term = f"{fabs}(xp[at1])"
+        else:
+            term = f"{pw}({fabs}(xp[at1]), {literal(p, dt)})"
+        lines.append("++cnt;")
+        if count_pad:
+            inside = " && ".join(f"i{a} >= 0 && i{a} < {ins[a]}" for a in range(nsp))
+            lines.append(f"if ({inside}) {{")
+            lines.append(f"    const ptrdiff_t at1 = {flat};")
+            lines.append(f"    acc += {term};")
+            lines.append("}")
+        else:
+            lines.append(f"const ptrdiff_t at1 = {flat};")
+            lines.append(f"acc += {term};")
+    lines += ["}"] * nsp
+    if kind == "max":
+        lines.append("yp[o] = m;")
+        if with_index:
+            if int(ctx.attr("storage_order", 0)) == 1:
+                # column-major position of the same spatial index
+                col_st = [int(np.prod(ins[:a])) for a in range(nsp)]
+                parts = []
+                for a in range(nsp):
+                    parts.append(f"(at / {in_st[a]} % {ins[a]}) * {col_st[a]}")
+                lines.append(f"ip[o] = at < 0 ? -1 : (int64_t)(nc * {sin}) + (int64_t)({' + '.join(parts)});")
+            else:
+                lines.append(f"ip[o] = at < 0 ? -1 : (int64_t)(nc * {sin}) + (int64_t)at;")
+    elif kind == "avg":
+        lines.append(f"yp[o] = cnt ? acc / ({ct})cnt : 0;")
+    else:
+        if p == 1:
+            lines.append("yp[o] = acc;")
+        elif p == 2:
+            lines.append(f"yp[o] = {math_fn('sqrt', dt)}(acc);")
+        else:
+            lines.append(f"yp[o] = {pw}(acc, {literal(1.0 / p, dt)});")
+        lines.append("(void)cnt;")
+    lines.append("++o;")
+    lines += ["}"] * nsp
+    lines.append("}")
+    ctx.emit(_indent(lines))
+
+
+def _indent(lines: list[str]) -> str:
+    """Indent generated C by brace depth, for readable model.c files."""
+    out, depth = [], 0
+    for ln in lines:
+        for sub in ln.split("\n"):
+            s = sub.strip()
+            if s.startswith("}"):
+                depth -= 1
+            out.append("    " * max(depth, 0) + s)
+            depth += s.count("{") - s.count("}") + (1 if s.startswith("}") else 0)
+    return "\n".join(out)
+
+
+@op("MaxPool")
+def lower_maxpool(ctx: Lowering) -> None:
+    _pool(ctx, "max")
+
+
+@op("AveragePool")
+def lower_averagepool(ctx: Lowering) -> None:
+    _pool(ctx, "avg")
+
+
+@op("LpPool")
+def lower_lppool(ctx: Lowering) -> None:
+    _pool(ctx, "lp")
+
+
+def _global(ctx: Lowering, kind: str) -> None:
+    x, y = ctx.input(0), ctx.output(0)
+    dt = _check_dtype(ctx, MAX_DTYPES if kind == "max" else FLOAT_DTYPES)
+    if len(x.shape) < 2:
+        ctx.fail(f"input must be N x C x spatial (shape {x.shape})")
+    if y.size == 0:
+        return
+    planes, inner = int(x.shape[0] * x.shape[1]), int(np.prod(x.shape[2:], dtype=np.int64))
+    ct, px, py = y.ctype, ctx.ptr(x), ctx.ptr(y)
+    if inner == 0:
+        ctx.fail("empty spatial axes")
+    p = int(ctx.attr("p", 2))
+    if kind == "max":
+        body = f"{ct} m = xr[0];\nfor (size_t i = 1; i < {inner}; ++i) if (xr[i] > m) m = xr[i];\n{py}[nc] = m;"
+    elif kind == "avg":
+        body = f"{ct} s = 0;\nfor (size_t i = 0; i < {inner}; ++i) s += xr[i];\n{py}[nc] = s / {literal(inner, dt)};"
+    else:
+        fabs, pw = math_fn("fabs", dt), math_fn("pow", dt)
+        term = "xr[i] * xr[i]" if p == 2 else (f"{fabs}(xr[i])" if p == 1 else f"{pw}({fabs}(xr[i]), {literal(p, dt)})")
+        fin = "s" if p == 1 else (f"{math_fn('sqrt', dt)}(s)" if p == 2 else f"{pw}(s, {literal(1.0 / p, dt)})")
+        body = f"{ct} s = 0;\nfor (size_t i = 0; i < {inner}; ++i) s += {term};\n{py}[nc] = {fin};"
+    ctx.emit(f"for (size_t nc = 0; nc < {planes}; ++nc) {{\nconst {ct} *xr = {px} + nc * {inner};\n{body}\n}}")
+
+
+@op("GlobalMaxPool")
+def lower_global_maxpool(ctx: Lowering) -> None:
+    _global(ctx, "max")
+
+
+@op("GlobalAveragePool")
+def lower_global_averagepool(ctx: Lowering) -> None:
+    _global(ctx, "avg")
+
+
+@op("GlobalLpPool")
+def lower_global_lppool(ctx: Lowering) -> None:
+    _global(ctx, "lp")
+
+
+@op("MaxUnpool")
+def lower_maxunpool(ctx: Lowering) -> None:
+    """y = 0, then y[I[i]] = x[i] (indices are flat positions in y, as MaxPool produces them)."""
+    x, ind, y = ctx.input(0), ctx.input(1), ctx.output(0)
+    if not is_float(x.dtype) and np.dtype(x.dtype).name not in MAX_DTYPES:
+        ctx.fail(f"dtype {np.dtype(x.dtype).name} is not supported")
+    if ind.size != x.size:
+        ctx.fail(f"indices shape {ind.shape} differs from X's {x.shape}")
+    if y.size == 0:
+        return
+    ctx.emit(
+        f"memset({ctx.ptr(y)}, 0, {y.nbytes});\n"
+        f"for (size_t i = 0; i < {x.size}; ++i) {{\n"
+        f"    const int64_t at = (int64_t){ctx.ptr(ind)}[i];\n"
+        f"    if (at >= 0 && at < {literal(y.size, np.int64)}) {ctx.ptr(y)}[at] = {ctx.ptr(x)}[i];\n"
+        "}"
+    )

@@ -1,0 +1,256 @@
+/* onnx-emit runtime: Conv and ConvTranspose over 1-3 spatial axes (ek_sconv, ek_sconv_transpose and
+ * their double twins), on top of gemm.c.
+ *
+ * Conv: a 1x1 stride-1 unpadded convolution is one GEMM per (image, group); a depthwise one
+ * (one input channel per group) is a direct loop whose inner loop runs along an output row; any
+ * other is im2col of d->tile output pixels at a time into the caller's scratch, then GEMM with the
+ * bias + activation epilogue. ConvTranspose: GEMM W^T X for d->tile input pixels at a time, then
+ * col2im scatter-adds the columns into y.
+ *
+ * Like gemm.c, this file includes itself to instantiate the body for float and double. */
+#ifndef EK_T
+
+#include "emit_runtime.h"
+#include <string.h>
+
+static int ek_conv_pointwise(const ek_conv_desc *d)
+{
+    int a;
+    for (a = 0; a < 3; ++a)
+        if (d->k[a] != 1 || d->stride[a] != 1 || d->pad[a] != 0 || d->in[a] != d->out[a]) return 0;
+    return 1;
+}
+
+size_t ek_conv_scratch(const ek_conv_desc *d)
+{
+    const size_t cg = d->c / d->group;
+    if (ek_conv_pointwise(d) || cg == 1) return 0;
+    return cg * d->k[0] * d->k[1] * d->k[2] * d->tile;
+}
+
+size_t ek_conv_transpose_scratch(const ek_conv_desc *d)
+{
+    return d->m / d->group * d->k[0] * d->k[1] * d->k[2] * d->tile;
+}
+
+/* [*lo, *hi): the positions o < count with 0 <= o*stride + off < bound */
+static void ek_conv_range(size_t count, size_t bound, size_t stride, ptrdiff_t off, size_t *lo, size_t *hi)
+{
+    const ptrdiff_t s = (ptrdiff_t)stride, last = (ptrdiff_t)bound - 1 - off;
+    size_t l = off >= 0 ? 0 : (size_t)((-off + s - 1) / s);
+    size_t h = last < 0 ? 0 : (size_t)(last / s) + 1;
+    if (h > count) h = count;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+#define EK_T float
+#define EK_FN(name) ek_s##name
+#include "conv.c"
+#undef EK_T
+#undef EK_FN
+
+#define EK_T double
+#define EK_FN(name) ek_d##name
+#include "conv.c"
+
+#else /* the body, once per element type */
+
+/* col[r*pt + q] for the pt output pixels from p0 on (flat over out[0..2]), rows r = (ci, kd, kh, kw)
+ * of the cg input channels at x */
+static void EK_FN(im2col)(const ek_conv_desc *d, size_t cg, const EK_T *x, EK_T *col, size_t p0, size_t pt)
+{
+    const size_t ID = d->in[0], IH = d->in[1], IW = d->in[2];
+    const size_t OH = d->out[1], OW = d->out[2];
+    size_t ci, kd, kh, kw;
+    EK_T *dst = col;
+    for (ci = 0; ci < cg; ++ci) {
+        const EK_T *xc = x + ci * ID * IH * IW;
+        for (kd = 0; kd < d->k[0]; ++kd) {
+            const ptrdiff_t offd = (ptrdiff_t)(kd * d->dil[0]) - d->pad[0];
+            for (kh = 0; kh < d->k[1]; ++kh) {
+                const ptrdiff_t offh = (ptrdiff_t)(kh * d->dil[1]) - d->pad[1];
+                for (kw = 0; kw < d->k[2]; ++kw) {
+                    const ptrdiff_t offw = (ptrdiff_t)(kw * d->dil[2]) - d->pad[2];
+                    size_t od = p0 / (OH * OW), oh = p0 / OW % OH, ow = p0 % OW, q = 0, lo, hi, t;
+                    ek_conv_range(OW, IW, d->stride[2], offw, &lo, &hi);
+                    while (q < pt) {
+                        const size_t seg = OW - ow < pt - q ? OW - ow : pt - q;
+                        const ptrdiff_t id = (ptrdiff_t)(od * d->stride[0]) + offd;
+                        const ptrdiff_t ih = (ptrdiff_t)(oh * d->stride[1]) + offh;
+                        if (id < 0 || id >= (ptrdiff_t)ID || ih < 0 || ih >= (ptrdiff_t)IH) {
+                            for (t = 0; t < seg; ++t) dst[t] = 0;
+                        } else {
+                            /* output columns ow .. ow+seg-1; lo..hi-1 of them read the input row */
+                            const EK_T *xr = xc + ((size_t)id * IH + (size_t)ih) * IW;
+                            const size_t a = lo > ow ? lo - ow : 0;
+                            const size_t b = hi > ow ? (hi - ow < seg ? hi - ow : seg) : 0;
+                            for (t = 0; t < a && t < seg; ++t) dst[t] = 0;
+                            if (d->stride[2] == 1) {
+                                const ptrdiff_t base = (ptrdiff_t)ow + offw; /* >= 0 from t = a on */
+                                for (t = a; t < b; ++t) dst[t] = xr[base + (ptrdiff_t)t];
+                            } else {
+                                for (t = a; t < b; ++t)
+                                    dst[t] = xr[(ptrdiff_t)((ow + t) * d->stride[2]) + offw];
+                            }
+                            for (t = b > a ? b : a; t < seg; ++t) dst[t] = 0;
+                        }
+                        dst += seg;
+                        q += seg;
+                        ow = 0;
+                        if (++oh == OH) {
+                            oh = 0;
+                            ++od;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* one output channel of a depthwise convolution: y (out plane) from x (one input plane), w (k) */
+static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y)
+{
+    const size_t IH = d->in[1], IW = d->in[2];
+    const size_t OD = d->out[0], OH = d->out[1], OW = d->out[2];
+    const size_t sout = OD * OH * OW;
+    size_t i, kd, kh, kw, od, oh, ow;
+    for (i = 0; i < sout; ++i) y[i] = b;
+    for (kd = 0; kd < d->k[0]; ++kd) {
+        const ptrdiff_t offd = (ptrdiff_t)(kd * d->dil[0]) - d->pad[0];
+        size_t dlo, dhi;
+        ek_conv_range(OD, d->in[0], d->stride[0], offd, &dlo, &dhi);
+        for (kh = 0; kh < d->k[1]; ++kh) {
+            const ptrdiff_t offh = (ptrdiff_t)(kh * d->dil[1]) - d->pad[1];
+            size_t hlo, hhi;
+            ek_conv_range(OH, IH, d->stride[1], offh, &hlo, &hhi);
+            for (kw = 0; kw < d->k[2]; ++kw) {
+                const ptrdiff_t offw = (ptrdiff_t)(kw * d->dil[2]) - d->pad[2];
+                const EK_T wv = w[(kd * d->k[1] + kh) * d->k[2] + kw];
+                size_t wlo, whi;
+                ek_conv_range(OW, IW, d->stride[2], offw, &wlo, &whi);
+                for (od = dlo; od < dhi; ++od) {
+                    const size_t id = (size_t)((ptrdiff_t)(od * d->stride[0]) + offd);
+                    for (oh = hlo; oh < hhi; ++oh) {
+                        const size_t ih = (size_t)((ptrdiff_t)(oh * d->stride[1]) + offh);
+                        const EK_T *xr = x + (id * IH + ih) * IW;
+                        EK_T *yr = y + (od * OH + oh) * OW;
+                        if (d->stride[2] == 1) {
+                            for (ow = wlo; ow < whi; ++ow) yr[ow] += wv * xr[(ptrdiff_t)ow + offw];
+                        } else {
+                            for (ow = wlo; ow < whi; ++ow)
+                                yr[ow] += wv * xr[(ptrdiff_t)(ow * d->stride[2]) + offw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y, EK_T *scratch,
+                 int act, EK_T act_a, EK_T act_b)
+{
+    const size_t cg = d->c / d->group, mg = d->m / d->group;
+    const size_t kk = d->k[0] * d->k[1] * d->k[2];
+    const size_t sin = d->in[0] * d->in[1] * d->in[2], sout = d->out[0] * d->out[1] * d->out[2];
+    const int pointwise = ek_conv_pointwise(d);
+    size_t n, g, j, p0;
+    if (sout == 0 || mg == 0) return;
+    for (n = 0; n < d->n; ++n) {
+        for (g = 0; g < d->group; ++g) {
+            const EK_T *xg = x + (n * d->c + g * cg) * sin;
+            const EK_T *wg = w + g * mg * cg * kk;
+            const EK_T *bg = bias ? bias + g * mg : bias;
+            EK_T *yg = y + (n * d->m + g * mg) * sout;
+            if (pointwise) {
+                EK_FN(gemm)(mg, sout, cg, 1, wg, cg, 0, xg, sin, 0, 1, bg, 1, 0, yg, sout, act, act_a, act_b);
+            } else if (cg == 1) {
+                for (j = 0; j < mg; ++j) {
+                    EK_FN(conv_depthwise)(d, xg, wg + j * kk, bg ? bg[j] : (EK_T)0, yg + j * sout);
+                    EK_FN(act)(yg + j * sout, sout, act, act_a, act_b);
+                }
+            } else {
+                for (p0 = 0; p0 < sout; p0 += d->tile) {
+                    const size_t pt = sout - p0 < d->tile ? sout - p0 : d->tile;
+                    EK_FN(im2col)(d, cg, xg, scratch, p0, pt);
+                    EK_FN(gemm)(mg, pt, cg * kk, 1, wg, cg * kk, 0, scratch, pt, 0, 1, bg, 1, 0, yg + p0, sout, act,
+                                act_a, act_b);
+                }
+            }
+        }
+    }
+}
+
+/* y (mg planes of out) += the columns col (rows (mi, kd, kh, kw), pt input pixels from p0 on) */
+static void EK_FN(col2im)(const ek_conv_desc *d, size_t mg, const EK_T *col, EK_T *y, size_t p0, size_t pt)
+{
+    const size_t IH = d->in[1], IW = d->in[2];
+    const size_t OD = d->out[0], OH = d->out[1], OW = d->out[2];
+    size_t mi, kd, kh, kw;
+    const EK_T *src = col;
+    for (mi = 0; mi < mg; ++mi) {
+        EK_T *ym = y + mi * OD * OH * OW;
+        for (kd = 0; kd < d->k[0]; ++kd) {
+            const ptrdiff_t offd = (ptrdiff_t)(kd * d->dil[0]) - d->pad[0];
+            for (kh = 0; kh < d->k[1]; ++kh) {
+                const ptrdiff_t offh = (ptrdiff_t)(kh * d->dil[1]) - d->pad[1];
+                for (kw = 0; kw < d->k[2]; ++kw) {
+                    const ptrdiff_t offw = (ptrdiff_t)(kw * d->dil[2]) - d->pad[2];
+                    size_t id = p0 / (IH * IW), ih = p0 / IW % IH, iw = p0 % IW, q = 0, lo, hi, t;
+                    ek_conv_range(IW, OW, d->stride[2], offw, &lo, &hi);
+                    while (q < pt) {
+                        const size_t seg = IW - iw < pt - q ? IW - iw : pt - q;
+                        const ptrdiff_t od = (ptrdiff_t)(id * d->stride[0]) + offd;
+                        const ptrdiff_t oh = (ptrdiff_t)(ih * d->stride[1]) + offh;
+                        if (od >= 0 && od < (ptrdiff_t)OD && oh >= 0 && oh < (ptrdiff_t)OH) {
+                            EK_T *yr = ym + ((size_t)od * OH + (size_t)oh) * OW;
+                            const size_t a = lo > iw ? lo - iw : 0;
+                            const size_t b = hi > iw ? (hi - iw < seg ? hi - iw : seg) : 0;
+                            for (t = a; t < b; ++t) yr[(ptrdiff_t)((iw + t) * d->stride[2]) + offw] += src[t];
+                        }
+                        src += seg;
+                        q += seg;
+                        iw = 0;
+                        if (++ih == IH) {
+                            ih = 0;
+                            ++id;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void EK_FN(conv_transpose)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
+                           EK_T *scratch, int act, EK_T act_a, EK_T act_b)
+{
+    const size_t cg = d->c / d->group, mg = d->m / d->group;
+    const size_t kk = d->k[0] * d->k[1] * d->k[2];
+    const size_t sin = d->in[0] * d->in[1] * d->in[2], sout = d->out[0] * d->out[1] * d->out[2];
+    size_t n, g, j, i, p0;
+    if (sout == 0 || mg == 0) return;
+    for (n = 0; n < d->n; ++n) {
+        for (g = 0; g < d->group; ++g) {
+            const EK_T *xg = x + (n * d->c + g * cg) * sin;
+            const EK_T *wg = w + g * cg * mg * kk;
+            EK_T *yg = y + (n * d->m + g * mg) * sout;
+            for (j = 0; j < mg; ++j) {
+                const EK_T b = bias ? bias[g * mg + j] : (EK_T)0;
+                for (i = 0; i < sout; ++i) yg[j * sout + i] = b;
+            }
+            for (p0 = 0; p0 < sin; p0 += d->tile) {
+                const size_t pt = sin - p0 < d->tile ? sin - p0 : d->tile;
+                EK_FN(gemm)(mg * kk, pt, cg, 1, wg, mg * kk, 1, xg + p0, sin, 0, 0, NULL, 0, 0, scratch, pt,
+                            EK_ACT_NONE, 0, 0);
+                EK_FN(col2im)(d, mg, scratch, yg, p0, pt);
+            }
+            EK_FN(act)(yg, mg * sout, act, act_a, act_b);
+        }
+    }
+}
+
+#endif

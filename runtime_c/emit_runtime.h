@@ -1,0 +1,76 @@
+/* onnx-emit runtime kernels: the hand-written C99 the generated model.c calls.
+ * Every kernel is prefixed `ek_`; `s` marks float32, `d` float64. No malloc: scratch memory
+ * comes from the caller (the model's arena). Each kernel family is one .c file of runtime_c/,
+ * copied next to model.c only when the model uses it. */
+#ifndef EMIT_RUNTIME_H
+#define EMIT_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- activation epilogues (emit/passes/fuse_act.py), applied as a kernel stores its result ---- */
+#define EK_ACT_NONE 0
+#define EK_ACT_RELU 1        /* x < 0 ? 0 : x */
+#define EK_ACT_CLIP 2        /* min(max(x, a), b) */
+#define EK_ACT_SIGMOID 3     /* 1 / (1 + exp(-x)) */
+#define EK_ACT_HARDSIGMOID 4 /* max(0, min(1, a*x + b)) */
+#define EK_ACT_HARDSWISH 5   /* x * max(0, min(1, x/6 + 1/2)) */
+#define EK_ACT_LEAKYRELU 6   /* x < 0 ? a*x : x */
+
+/* ---- gemm.c ---- */
+
+/* C[i*ldc + j] = act(alpha * sum_k op(A)[i,k] * op(B)[k,j] + beta * bias[i*bias_rs + j*bias_cs])
+ * for i < M, j < N; row-major. op(A) is A (M x K, row stride lda) or, with transA, A^T where A is
+ * K x M; the same for B (K x N, or N x K with transB). bias may be NULL (then beta is unused);
+ * bias_rs/bias_cs broadcast it (0, 0: a scalar; 1, 0: one per row; 0, 1: one per column).
+ * bias must not alias C. Uses a 4 KiB stack panel. */
+void ek_sgemm(size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, int transA,
+              const float *B, size_t ldb, int transB, float beta, const float *bias, size_t bias_rs,
+              size_t bias_cs, float *C, size_t ldc, int act, float act_a, float act_b);
+/* ek_sgemm for double. */
+void ek_dgemm(size_t M, size_t N, size_t K, double alpha, const double *A, size_t lda, int transA,
+              const double *B, size_t ldb, int transB, double beta, const double *bias, size_t bias_rs,
+              size_t bias_cs, double *C, size_t ldc, int act, double act_a, double act_b);
+
+/* y[i] = act(y[i]) for i < n (the epilogue on its own, for kernels that accumulate first). */
+void ek_sact(float *y, size_t n, int act, float act_a, float act_b);
+/* ek_sact for double. */
+void ek_dact(double *y, size_t n, int act, double act_a, double act_b);
+
+/* ---- conv.c (needs gemm.c) ---- */
+
+/* Shape of one convolution; 1-D and 2-D convolutions are 3-D ones with leading spatial sizes 1. */
+typedef struct {
+    size_t n, c, m, group; /* batch, input channels, output channels, groups */
+    size_t in[3];          /* input spatial size (Conv: x; ConvTranspose: x, the small side) */
+    size_t out[3];         /* output spatial size */
+    size_t k[3];           /* kernel size */
+    size_t stride[3];
+    size_t dil[3];
+    ptrdiff_t pad[3];      /* padding at the start of each spatial axis (ConvTranspose: may be negative) */
+    size_t tile;           /* pixels per im2col / col2im chunk: scratch holds cols * tile elements */
+} ek_conv_desc;
+
+/* Elements of scratch ek_sconv needs for d (0 for 1x1 and depthwise convolutions). */
+size_t ek_conv_scratch(const ek_conv_desc *d);
+/* Elements of scratch ek_sconv_transpose needs for d. */
+size_t ek_conv_transpose_scratch(const ek_conv_desc *d);
+
+/* Conv: y (n, m, out) = act(conv(x (n, c, in), w (m, c/group, k)) + bias (m) or 0 if bias is NULL).
+ * 1x1 stride-1 unpadded convolutions are one GEMM, depthwise ones (c/group == 1) a direct loop,
+ * the rest im2col into scratch in chunks of d->tile output pixels, then GEMM. */
+void ek_sconv(const ek_conv_desc *d, const float *x, const float *w, const float *bias, float *y,
+              float *scratch, int act, float act_a, float act_b);
+/* ek_sconv for double. */
+void ek_dconv(const ek_conv_desc *d, const double *x, const double *w, const double *bias, double *y,
+              double *scratch, int act, double act_a, double act_b);
+
+/* ConvTranspose: x (n, c, in), w (c, m/group, k), y (n, m, out): GEMM W^T X into scratch in chunks
+ * of d->tile input pixels, then col2im (scatter-add), then bias and act. */
+void ek_sconv_transpose(const ek_conv_desc *d, const float *x, const float *w, const float *bias, float *y,
+                        float *scratch, int act, float act_a, float act_b);
+/* ek_sconv_transpose for double. */
+void ek_dconv_transpose(const ek_conv_desc *d, const double *x, const double *w, const double *bias,
+                        double *y, double *scratch, int act, double act_a, double act_b);
+
+#endif /* EMIT_RUNTIME_H */

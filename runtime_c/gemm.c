@@ -1,0 +1,305 @@
+/* onnx-emit runtime: GEMM with a fused bias + activation epilogue (ek_sgemm, ek_dgemm).
+ *
+ * Portable C99: C is computed in EK_MR x EK_NR register blocks (explicit 16-byte vectors with the
+ * GCC/clang vector extensions, plain constant-trip loops otherwise); B is packed per (KC x NR)
+ * panel into a 4 KiB stack buffer so the block loop reads it contiguously whatever B's layout
+ * (this is also what makes transB cheap); A is read in place through (row, column) strides.
+ * Loop order: K blocks, then MC-row blocks of A (which stay in L2), then NR-column panels of B
+ * (L1). With fewer than EK_MR rows (matrix-vector products) C is computed row by row instead.
+ *
+ * This file is compiled once and includes itself twice, instantiating the body below for
+ * float (ek_s...) and double (ek_d...). */
+#ifndef EK_T
+
+#include "emit_runtime.h"
+#include <math.h>
+#include <string.h>
+
+/* GCC and clang vector extensions give the block loop explicit 16-byte vectors (SSE, NEON, wasm
+ * simd128); other compilers get the plain loops, which they may vectorise themselves. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(EK_NO_VECTOR_EXT)
+#define EK_VEC 1
+typedef float ek_sv __attribute__((vector_size(16)));
+typedef double ek_dv __attribute__((vector_size(16)));
+#else
+#define EK_VEC 0
+#endif
+
+#define EK_T float
+#define EK_FN(name) ek_s##name
+#define EK_EXP expf
+#define EK_V ek_sv
+#define EK_VL 4 /* elements per vector */
+#define EK_MR 4 /* the vector block below is written for 4 rows */
+#define EK_NR 8 /* two vectors */
+#define EK_KC 128
+#include "gemm.c"
+#undef EK_V
+#undef EK_VL
+#undef EK_T
+#undef EK_FN
+#undef EK_EXP
+#undef EK_MR
+#undef EK_NR
+#undef EK_KC
+
+#define EK_T double
+#define EK_FN(name) ek_d##name
+#define EK_EXP exp
+#define EK_V ek_dv
+#define EK_VL 2
+#define EK_MR 4
+#define EK_NR 4
+#define EK_KC 128
+#include "gemm.c"
+
+#else /* the body, once per element type */
+
+#define EK_MC 64
+#define EK_VZERO {0}
+
+/* the activation epilogue on one value; the switch is cheap next to the K multiply-adds before it */
+static EK_T EK_FN(act1)(EK_T v, int act, EK_T a, EK_T b)
+{
+    EK_T t;
+    switch (act) {
+    case EK_ACT_RELU:
+        return v < 0 ? (EK_T)0 : v;
+    case EK_ACT_CLIP: /* min(max(v, a), b), as Clip does when a > b too */
+        t = v < a ? a : v;
+        return t > b ? b : t;
+    case EK_ACT_SIGMOID:
+        return (EK_T)1 / ((EK_T)1 + EK_EXP(-v));
+    case EK_ACT_HARDSIGMOID:
+        t = a * v + b;
+        return t < 0 ? (EK_T)0 : (t > 1 ? (EK_T)1 : t);
+    case EK_ACT_HARDSWISH:
+        t = v / (EK_T)6 + (EK_T)0.5;
+        return v * (t < 0 ? (EK_T)0 : (t > 1 ? (EK_T)1 : t));
+    case EK_ACT_LEAKYRELU:
+        return v < 0 ? a * v : v;
+    default:
+        return v;
+    }
+}
+
+void EK_FN(act)(EK_T *y, size_t n, int act, EK_T act_a, EK_T act_b)
+{
+    size_t i;
+    if (act == EK_ACT_NONE) return;
+    if (act == EK_ACT_RELU) {
+        for (i = 0; i < n; ++i) y[i] = y[i] < 0 ? (EK_T)0 : y[i];
+        return;
+    }
+    for (i = 0; i < n; ++i) y[i] = EK_FN(act1)(y[i], act, act_a, act_b);
+}
+
+/* bp[k*NR + j] = op(B)[k0 + k, j0 + j] for k < kc, j < nr; columns nr..NR-1 are zero */
+static void EK_FN(pack_b)(EK_T *bp, const EK_T *B, size_t ldb, int transB, size_t k0, size_t kc, size_t j0,
+                          size_t nr)
+{
+    size_t k, j;
+    if (!transB) {
+        for (k = 0; k < kc; ++k) {
+            const EK_T *src = B + (k0 + k) * ldb + j0;
+            EK_T *dst = bp + k * EK_NR;
+            if (nr == EK_NR) {
+                for (j = 0; j < EK_NR; ++j) dst[j] = src[j];
+            } else {
+                for (j = 0; j < nr; ++j) dst[j] = src[j];
+                for (; j < EK_NR; ++j) dst[j] = 0;
+            }
+        }
+    } else {
+        for (j = 0; j < nr; ++j) {
+            const EK_T *src = B + (j0 + j) * ldb + k0;
+            for (k = 0; k < kc; ++k) bp[k * EK_NR + j] = src[k];
+        }
+        for (; j < EK_NR; ++j)
+            for (k = 0; k < kc; ++k) bp[k * EK_NR + j] = 0;
+    }
+}
+
+/* acc = the EK_MR x EK_NR block of products over kc steps of k; rows are A row pointers at k0
+ * (acs: their k stride), bp the packed B panel */
+#if EK_VEC
+static void EK_FN(micro)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T acc[EK_MR][EK_NR])
+{
+    /* EK_MR x 2 accumulator vectors held in registers: the loop the whole GEMM's time goes to */
+    EK_V c00 = EK_VZERO, c01 = EK_VZERO, c10 = EK_VZERO, c11 = EK_VZERO;
+    EK_V c20 = EK_VZERO, c21 = EK_VZERO, c30 = EK_VZERO, c31 = EK_VZERO;
+    const EK_T *r0 = rows[0], *r1 = rows[1], *r2 = rows[2], *r3 = rows[3];
+    size_t k;
+    for (k = 0; k < kc; ++k) {
+        EK_V b0, b1;
+        memcpy(&b0, bp + k * EK_NR, sizeof b0);
+        memcpy(&b1, bp + k * EK_NR + EK_VL, sizeof b1);
+        c00 += b0 * r0[k * acs];
+        c01 += b1 * r0[k * acs];
+        c10 += b0 * r1[k * acs];
+        c11 += b1 * r1[k * acs];
+        c20 += b0 * r2[k * acs];
+        c21 += b1 * r2[k * acs];
+        c30 += b0 * r3[k * acs];
+        c31 += b1 * r3[k * acs];
+    }
+    memcpy(acc[0], &c00, sizeof c00);
+    memcpy(acc[0] + EK_VL, &c01, sizeof c01);
+    memcpy(acc[1], &c10, sizeof c10);
+    memcpy(acc[1] + EK_VL, &c11, sizeof c11);
+    memcpy(acc[2], &c20, sizeof c20);
+    memcpy(acc[2] + EK_VL, &c21, sizeof c21);
+    memcpy(acc[3], &c30, sizeof c30);
+    memcpy(acc[3] + EK_VL, &c31, sizeof c31);
+}
+#else
+static void EK_FN(micro)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T acc[EK_MR][EK_NR])
+{
+    size_t i, j, k;
+    for (i = 0; i < EK_MR; ++i)
+        for (j = 0; j < EK_NR; ++j) acc[i][j] = 0;
+    for (k = 0; k < kc; ++k) {
+        const EK_T *b = bp + k * EK_NR;
+        for (i = 0; i < EK_MR; ++i) {
+            const EK_T a = rows[i][k * acs];
+            for (j = 0; j < EK_NR; ++j) acc[i][j] += a * b[j];
+        }
+    }
+}
+#endif
+
+/* one block of C: the products, plus what earlier K blocks left in C; the epilogue after the last */
+static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T *C, size_t ldc,
+                         size_t mr, size_t nr, int first, int last, EK_T alpha, EK_T beta, const EK_T *bias,
+                         size_t bias_rs, size_t bias_cs, int act, EK_T act_a, EK_T act_b)
+{
+    EK_T acc[EK_MR][EK_NR];
+    size_t i, j;
+    EK_FN(micro)(kc, rows, acs, bp, acc);
+    for (i = 0; i < mr; ++i) {
+        EK_T *c = C + i * ldc;
+        for (j = 0; j < nr; ++j) {
+            EK_T v = acc[i][j];
+            if (!first) v += c[j];
+            if (last) {
+                v *= alpha;
+                if (bias) v += beta * bias[i * bias_rs + j * bias_cs];
+                v = EK_FN(act1)(v, act, act_a, act_b);
+            }
+            c[j] = v;
+        }
+    }
+}
+
+/* C rows one at a time, for M < EK_MR (matrix-vector products): packing B would cost as much as
+ * the products. Without transB: c += A[i,k] * B row k (contiguous); with it: dot products. */
+static void EK_FN(gemm_rows)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t ars, size_t acs,
+                             const EK_T *B, size_t ldb, int transB, EK_T beta, const EK_T *bias, size_t bias_rs,
+                             size_t bias_cs, EK_T *C, size_t ldc, int act, EK_T act_a, EK_T act_b)
+{
+    size_t i, j, k;
+    for (i = 0; i < M; ++i) {
+        const EK_T *a = A + i * ars;
+        EK_T *c = C + i * ldc;
+        if (!transB) {
+            for (j = 0; j < N; ++j) c[j] = 0;
+            for (k = 0; k < K; ++k) {
+                const EK_T ak = a[k * acs];
+                const EK_T *b = B + k * ldb;
+                j = 0;
+#if EK_VEC
+                for (; j + EK_VL <= N; j += EK_VL) {
+                    EK_V cv, bv;
+                    memcpy(&cv, c + j, sizeof cv);
+                    memcpy(&bv, b + j, sizeof bv);
+                    cv += bv * ak;
+                    memcpy(c + j, &cv, sizeof cv);
+                }
+#endif
+                for (; j < N; ++j) c[j] += ak * b[j];
+            }
+        } else {
+            for (j = 0; j < N; ++j) {
+                const EK_T *b = B + j * ldb;
+                EK_T s = 0;
+                k = 0;
+#if EK_VEC
+                if (acs == 1) {
+                    EK_V s0 = EK_VZERO, s1 = EK_VZERO, av, bv;
+                    EK_T part[2 * EK_VL];
+                    size_t t;
+                    for (; k + 2 * EK_VL <= K; k += 2 * EK_VL) {
+                        memcpy(&av, a + k, sizeof av);
+                        memcpy(&bv, b + k, sizeof bv);
+                        s0 += av * bv;
+                        memcpy(&av, a + k + EK_VL, sizeof av);
+                        memcpy(&bv, b + k + EK_VL, sizeof bv);
+                        s1 += av * bv;
+                    }
+                    memcpy(part, &s0, sizeof s0);
+                    memcpy(part + EK_VL, &s1, sizeof s1);
+                    for (t = 0; t < 2 * EK_VL; ++t) s += part[t];
+                }
+#endif
+                for (; k < K; ++k) s += a[k * acs] * b[k];
+                c[j] = s;
+            }
+        }
+        for (j = 0; j < N; ++j) {
+            EK_T v = alpha * c[j];
+            if (bias) v += beta * bias[i * bias_rs + j * bias_cs];
+            c[j] = EK_FN(act1)(v, act, act_a, act_b);
+        }
+    }
+}
+
+void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t lda, int transA, const EK_T *B,
+                 size_t ldb, int transB, EK_T beta, const EK_T *bias, size_t bias_rs, size_t bias_cs, EK_T *C,
+                 size_t ldc, int act, EK_T act_a, EK_T act_b)
+{
+    EK_T bp[EK_KC * EK_NR];
+    const EK_T *rows[EK_MR];
+    const size_t ars = transA ? 1 : lda, acs = transA ? lda : 1;
+    size_t k0, i0, i1, j0, i;
+
+    if (M == 0 || N == 0) return;
+    if (K == 0) { /* no products: the epilogue alone */
+        for (i = 0; i < M; ++i) {
+            size_t j;
+            for (j = 0; j < N; ++j) {
+                EK_T v = bias ? beta * bias[i * bias_rs + j * bias_cs] : (EK_T)0;
+                C[i * ldc + j] = EK_FN(act1)(v, act, act_a, act_b);
+            }
+        }
+        return;
+    }
+    if (M < EK_MR) {
+        EK_FN(gemm_rows)(M, N, K, alpha, A, ars, acs, B, ldb, transB, beta, bias, bias_rs, bias_cs, C, ldc, act,
+                         act_a, act_b);
+        return;
+    }
+    for (k0 = 0; k0 < K; k0 += EK_KC) {
+        const size_t kc = K - k0 < EK_KC ? K - k0 : EK_KC;
+        const int first = k0 == 0, last = k0 + kc == K;
+        for (i0 = 0; i0 < M; i0 += EK_MC) {
+            const size_t i0end = M - i0 < EK_MC ? M : i0 + EK_MC;
+            for (j0 = 0; j0 < N; j0 += EK_NR) {
+                const size_t nr = N - j0 < EK_NR ? N - j0 : EK_NR;
+                EK_FN(pack_b)(bp, B, ldb, transB, k0, kc, j0, nr);
+                for (i1 = i0; i1 < i0end; i1 += EK_MR) {
+                    const size_t mr = i0end - i1 < EK_MR ? i0end - i1 : EK_MR;
+                    for (i = 0; i < EK_MR; ++i) /* rows past the end repeat the last one and are not stored */
+                        rows[i] = A + (i < mr ? i1 + i : i1 + mr - 1) * ars + k0 * acs;
+                    EK_FN(block)(kc, rows, acs, bp, C + i1 * ldc + j0, ldc, mr, nr, first, last, alpha, beta,
+                                 bias ? bias + i1 * bias_rs + j0 * bias_cs : bias, bias_rs, bias_cs, act, act_a,
+                                 act_b);
+                }
+            }
+        }
+    }
+}
+
+#undef EK_MC
+#undef EK_VZERO
+
+#endif

@@ -1,0 +1,298 @@
+"""The runtime C kernels on their own (runtime_c/gemm.c, conv.c), called through cffi on small
+shapes and checked against numpy."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from .helpers import REPO
+
+RUNTIME = REPO / "runtime_c"
+FILES = ["gemm.c", "conv.c"]
+
+
+def _cdef_from_header() -> str:
+    """emit_runtime.h as cffi declarations: its integer #defines stay, other preprocessor lines go."""
+    keep = []
+    for line in (RUNTIME / "emit_runtime.h").read_text().splitlines():
+        if line.startswith("#"):
+            m = re.match(r"#define (EK_\w+) (\d+)", line)
+            if m:
+                keep.append(f"#define {m.group(1)} {m.group(2)}")
+            continue
+        keep.append(line)
+    return "\n".join(keep)
+
+
+def _build(tmp_path_factory, module: str, defines: list[str]):
+    import cffi
+
+    ffi = cffi.FFI()
+    ffi.cdef(_cdef_from_header())
+    ffi.set_source(
+        module,
+        '#include "emit_runtime.h"',
+        sources=[str(RUNTIME / f) for f in FILES],
+        include_dirs=[str(RUNTIME)],
+        extra_compile_args=["-O2", *defines],
+        libraries=["m"],
+    )
+    tmp = tmp_path_factory.mktemp("ek")
+    path = ffi.compile(tmpdir=str(tmp), verbose=False)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory):
+    return _build(tmp_path_factory, "_ek_kernels_test", [])
+
+
+@pytest.fixture(scope="module")
+def rt_plain(tmp_path_factory):
+    """The kernels as a compiler without GCC vector extensions gets them."""
+    return _build(tmp_path_factory, "_ek_kernels_plain_test", ["-DEK_NO_VECTOR_EXT"])
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_kernels_compile_strict_c99(cc, tmp_path):
+    if shutil.which(cc) is None:
+        pytest.fail(f"{cc} is missing: apt-get install {cc}")
+    flags = ["-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O2", "-c"]
+    for f in FILES:
+        proc = subprocess.run([cc, *flags, str(RUNTIME / f), "-o", str(tmp_path / f"{f}.o")], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    # the portable fallback without GCC vector extensions must compile too
+    proc = subprocess.run([cc, *flags, "-DEK_NO_VECTOR_EXT", str(RUNTIME / "gemm.c"), "-o", str(tmp_path / "g.o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def _ptr(rt, arr: np.ndarray | None, ctype: str):
+    return rt.ffi.NULL if arr is None else rt.ffi.from_buffer(f"{ctype}[]", arr)
+
+
+ACTS = {
+    "none": (0, 0.0, 0.0, lambda v: v),
+    "relu": (1, 0.0, 0.0, lambda v: np.maximum(v, 0)),
+    "clip": (2, -0.5, 0.75, lambda v: np.minimum(np.maximum(v, -0.5), 0.75)),
+    "sigmoid": (3, 0.0, 0.0, lambda v: 1 / (1 + np.exp(-v))),
+    "hardsigmoid": (4, 0.2, 0.5, lambda v: np.clip(0.2 * v + 0.5, 0, 1)),
+    "hardswish": (5, 0.0, 0.0, lambda v: v * np.clip(v / 6 + 0.5, 0, 1)),
+    "leakyrelu": (6, 0.1, 0.0, lambda v: np.where(v < 0, 0.1 * v, v)),
+}
+
+
+def _gemm(rt, dtype, m, n, k, ta, tb, alpha=1.0, beta=0.0, bias_shape=None, act="none", seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    bias = None if bias_shape is None else rng.standard_normal(bias_shape).astype(dtype)
+    c = np.full((m, n), np.nan, dtype)
+    rs = cs = 0
+    if bias is not None:
+        full = np.broadcast_to(bias.reshape((1,) * (2 - bias.ndim) + bias.shape), (m, n))
+        rs, cs = (s // bias.itemsize for s in full.strides)
+    code, pa, pb, fn = ACTS[act]
+    ctype = "float" if dtype == np.float32 else "double"
+    gemm = rt.lib.ek_sgemm if dtype == np.float32 else rt.lib.ek_dgemm
+    gemm(m, n, k, alpha, _ptr(rt, a, ctype), a.shape[1], int(ta), _ptr(rt, b, ctype), b.shape[1], int(tb), beta,
+         _ptr(rt, bias, ctype), rs, cs, _ptr(rt, c, ctype), n, code, pa, pb)
+    ref = alpha * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64))
+    if bias is not None:
+        ref = ref + beta * bias
+    return c, fn(ref)
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 37, 300), (3, 5, 7), (4, 8, 128), (5, 9, 129), (17, 33, 260), (70, 19, 5)])
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+def test_sgemm_shapes_and_transposes(rt, m, n, k, ta, tb):
+    got, ref = _gemm(rt, np.float32, m, n, k, ta, tb)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("m,n,k,ta,tb", [(1, 9, 20, False, True), (2, 9, 20, False, False), (17, 33, 260, True, True), (6, 5, 9, False, False)])
+def test_sgemm_portable_fallback(rt_plain, m, n, k, ta, tb):
+    got, ref = _gemm(rt_plain, np.float32, m, n, k, ta, tb, alpha=2.0, beta=1.0, bias_shape=(n,), act="relu")
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bias_shape", [None, (), (1,), (9,), (6, 1), (6, 9)])
+def test_sgemm_alpha_beta_bias_broadcast(rt, bias_shape):
+    got, ref = _gemm(rt, np.float32, 6, 9, 11, False, True, alpha=0.5, beta=-2.0, bias_shape=bias_shape)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_sgemm_k_zero_is_the_bias_alone(rt):
+    got, ref = _gemm(rt, np.float32, 5, 6, 0, False, False, beta=3.0, bias_shape=(6,))
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+@pytest.mark.parametrize("m", [2, 9])  # the row path and the blocked path
+def test_sgemm_activation_epilogue(rt, act, m):
+    got, ref = _gemm(rt, np.float32, m, 10, 6, False, False, bias_shape=(10,), beta=1.0, act=act)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("m,n,k,ta,tb", [(1, 7, 5, False, True), (9, 5, 300, True, False), (13, 11, 140, True, True)])
+def test_dgemm(rt, m, n, k, ta, tb):
+    got, ref = _gemm(rt, np.float64, m, n, k, ta, tb, alpha=1.5, beta=0.25, bias_shape=(m, 1), act="leakyrelu")
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+# ---- convolution ----
+
+
+def _desc(rt, n, c, m, group, inp, out, k, stride, dil, pad, tile):
+    d = rt.ffi.new("ek_conv_desc *")
+    d.n, d.c, d.m, d.group, d.tile = n, c, m, group, tile
+    for field, v, fill in (("in", inp, 1), ("out", out, 1), ("k", k, 1), ("stride", stride, 1), ("dil", dil, 1), ("pad", pad, 0)):
+        v = [fill] * (3 - len(v)) + list(v)
+        setattr(d, field, v)
+    return d
+
+
+def ref_conv(x, w, b, stride, dil, pad, out):
+    """Direct convolution in float64 (x padded with zeros on both sides as far as the windows reach)."""
+    n, c = x.shape[:2]
+    m, cg = w.shape[:2]
+    g = c // cg
+    mg = m // g
+    ks = w.shape[2:]
+    ends = [max(0, (o - 1) * s + (k - 1) * d + 1 - p - i) for o, s, k, d, p, i in zip(out, stride, ks, dil, pad, x.shape[2:])]
+    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + list(zip(pad, ends)))
+    y = np.zeros((n, m, *out))
+    for kpos in itertools.product(*[range(k) for k in ks]):
+        sl = (slice(None), slice(None)) + tuple(
+            slice(kp * d, kp * d + (o - 1) * s + 1, s) for kp, d, o, s in zip(kpos, dil, out, stride))
+        win = xp[sl]
+        for gi in range(g):
+            wk = w[(slice(gi * mg, (gi + 1) * mg), slice(None), *kpos)].astype(np.float64)
+            y[:, gi * mg:(gi + 1) * mg] += np.einsum("nc...,mc->nm...", win[:, gi * cg:(gi + 1) * cg], wk)
+    if b is not None:
+        y += b.reshape(1, -1, *[1] * len(out))
+    return y
+
+
+CONVS = [
+    # name, n, c, m, group, in, k, stride, dil, pad (begin), pad (end)
+    ("pointwise", 2, 8, 6, 1, (5, 7), (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),
+    ("pointwise_strided", 1, 4, 3, 1, (6, 6), (1, 1), (2, 2), (1, 1), (0, 0), (0, 0)),
+    ("3x3_pad", 1, 3, 5, 1, (9, 8), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("3x3_stride_asym", 2, 4, 6, 1, (10, 9), (3, 3), (2, 3), (1, 1), (1, 0), (2, 1)),
+    ("dilated", 1, 2, 4, 1, (11, 12), (3, 2), (1, 2), (2, 3), (2, 1), (2, 0)),
+    ("grouped", 1, 6, 9, 3, (7, 7), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise", 2, 5, 5, 5, (8, 9), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_mult_stride", 1, 3, 6, 3, (9, 10), (3, 5), (2, 2), (1, 2), (1, 2), (1, 2)),
+    ("conv1d", 2, 3, 4, 1, (13,), (4,), (2,), (1,), (1,), (2,)),
+    ("conv3d", 1, 2, 3, 1, (4, 5, 6), (2, 3, 3), (1, 2, 1), (1, 1, 2), (0, 1, 2), (1, 1, 2)),
+]
+
+
+@pytest.mark.parametrize("case", CONVS, ids=[c[0] for c in CONVS])
+@pytest.mark.parametrize("tile", [0, 7])  # 0: every output pixel in one im2col chunk
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_sconv_vs_numpy(rt, case, tile, with_bias):
+    _, n, c, m, group, inp, k, stride, dil, pad, pad_end = case
+    out = [(i + p + e - ((kk - 1) * d + 1)) // s + 1 for i, p, e, kk, d, s in zip(inp, pad, pad_end, k, dil, stride)]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c, *inp)).astype(np.float32)
+    w = rng.standard_normal((m, c // group, *k)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32) if with_bias else None
+    tile = tile or int(np.prod(out))
+    d = _desc(rt, n, c, m, group, inp, out, k, stride, dil, pad, tile)
+    scratch = np.zeros(max(1, rt.lib.ek_conv_scratch(d)), np.float32)
+    y = np.full((n, m, *out), np.nan, np.float32)
+    rt.lib.ek_sconv(d, _ptr(rt, x, "float"), _ptr(rt, w, "float"), _ptr(rt, b, "float"), _ptr(rt, y, "float"),
+                    _ptr(rt, scratch, "float"), 1, 0.0, 0.0)
+    ref = np.maximum(ref_conv(x, w, b, stride, dil, pad, out), 0)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_scratch_sizes(rt):
+    d = _desc(rt, 1, 8, 4, 1, (5, 5), (5, 5), (1, 1), (1, 1), (1, 1), (0, 0), 25)
+    assert rt.lib.ek_conv_scratch(d) == 0  # 1x1: a GEMM straight on x
+    d = _desc(rt, 1, 8, 8, 8, (5, 5), (5, 5), (3, 3), (1, 1), (1, 1), (1, 1), 25)
+    assert rt.lib.ek_conv_scratch(d) == 0  # depthwise: direct
+    d = _desc(rt, 1, 8, 4, 2, (5, 5), (5, 5), (3, 3), (1, 1), (1, 1), (1, 1), 10)
+    assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 10
+    assert rt.lib.ek_conv_transpose_scratch(d) == 2 * 9 * 10
+
+
+def test_dconv_vs_numpy(rt):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 4, 6, 7))
+    w = rng.standard_normal((6, 2, 3, 2))
+    b = rng.standard_normal(6)
+    out = [6, 4]
+    d = _desc(rt, 1, 4, 6, 2, (6, 7), out, (3, 2), (1, 2), (1, 1), (1, 1), 5)
+    scratch = np.zeros(rt.lib.ek_conv_scratch(d))
+    y = np.zeros((1, 6, *out))
+    rt.lib.ek_dconv(d, _ptr(rt, x, "double"), _ptr(rt, w, "double"), _ptr(rt, b, "double"), _ptr(rt, y, "double"),
+                    _ptr(rt, scratch, "double"), 0, 0.0, 0.0)
+    np.testing.assert_allclose(y, ref_conv(x, w, b, (1, 2), (1, 1), (1, 1), out), rtol=1e-12, atol=1e-12)
+
+
+def ref_conv_transpose(x, w, b, group, stride, dil, pad, out):
+    """Scatter form in float64: full[i*s + k*d] += x[i] w[k], then y[o] = full[o + pad]."""
+    n, c = x.shape[:2]
+    cg, mg = c // group, w.shape[1]
+    ks, ins = w.shape[2:], x.shape[2:]
+    full_shape = [(i - 1) * s + (k - 1) * d + 1 for i, s, k, d in zip(ins, stride, ks, dil)]
+    full = np.zeros((n, mg * group, *full_shape))
+    for kpos in itertools.product(*[range(k) for k in ks]):
+        sl = (slice(None), slice(None)) + tuple(
+            slice(kp * d, kp * d + (i - 1) * s + 1, s) for kp, d, i, s in zip(kpos, dil, ins, stride))
+        for gi in range(group):
+            wk = w[(slice(gi * cg, (gi + 1) * cg), slice(None), *kpos)].astype(np.float64)  # (cg, mg)
+            full[(sl[0], slice(gi * mg, (gi + 1) * mg), *sl[2:])] += np.einsum(
+                "nc...,cm->nm...", x[:, gi * cg:(gi + 1) * cg].astype(np.float64), wk)
+    y = np.zeros((n, mg * group, *out))
+    src = [np.arange(o) + p for o, p in zip(out, pad)]
+    ok = [(s >= 0) & (s < f) for s, f in zip(src, full_shape)]
+    dst_idx = np.ix_(*[np.nonzero(v)[0] for v in ok])
+    src_idx = np.ix_(*[s[v] for s, v in zip(src, ok)])
+    y[(slice(None), slice(None), *dst_idx)] = full[(slice(None), slice(None), *src_idx)]
+    if b is not None:
+        y += b.reshape(1, -1, *[1] * len(out))
+    return y
+
+
+TRANSPOSES = [
+    # name, n, c, m, group, in, k, stride, dil, pad (begin), out
+    ("basic", 1, 3, 2, 1, (3, 3), (3, 3), (1, 1), (1, 1), (0, 0), (5, 5)),
+    ("strided_padded", 2, 4, 6, 2, (4, 5), (3, 2), (2, 3), (1, 1), (1, 0), (8, 14)),
+    ("dilated_outpad", 1, 2, 3, 1, (5, 4), (2, 3), (2, 1), (2, 2), (1, 2), (12, 7)),
+    ("negative_pad", 1, 1, 2, 1, (3, 3), (3, 3), (3, 2), (1, 1), (0, -1), (10, 9)),
+    ("conv1d", 1, 3, 4, 1, (6,), (3,), (2,), (1,), (1,), (12,)),
+    ("conv3d", 1, 2, 2, 2, (2, 3, 3), (2, 2, 3), (2, 1, 2), (1, 1, 1), (0, 1, 1), (4, 3, 6)),
+]
+
+
+@pytest.mark.parametrize("case", TRANSPOSES, ids=[c[0] for c in TRANSPOSES])
+@pytest.mark.parametrize("tile", [0, 4])
+def test_sconv_transpose_vs_numpy(rt, case, tile):
+    _, n, c, m, group, inp, k, stride, dil, pad, out = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, *inp)).astype(np.float32)
+    w = rng.standard_normal((c, m // group, *k)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    tile = tile or int(np.prod(inp))
+    d = _desc(rt, n, c, m, group, inp, out, k, stride, dil, pad, tile)
+    scratch = np.zeros(rt.lib.ek_conv_transpose_scratch(d), np.float32)
+    y = np.full((n, m, *out), np.nan, np.float32)
+    rt.lib.ek_sconv_transpose(d, _ptr(rt, x, "float"), _ptr(rt, w, "float"), _ptr(rt, b, "float"),
+                              _ptr(rt, y, "float"), _ptr(rt, scratch, "float"), 6, 0.1, 0.0)
+    ref = ref_conv_transpose(x, w, b, group, stride, dil, pad, out)
+    np.testing.assert_allclose(y, np.where(ref < 0, 0.1 * ref, ref), rtol=1e-4, atol=1e-4)
