@@ -113,6 +113,7 @@ def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx") -
         "weight_bytes": sum(b.nbytes for b in referenced_weights(prog)),
         "signature": signature(prog),
         "static_signature": signature(prog, with_arena=False),
+        "params": [prog.buffers[n].cname for n in prog.inputs + prog.outputs],  # (void)-ed: a model may ignore an input
         "static_call": ", ".join([f"{prog.name}_static_arena.bytes"] + [prog.buffers[n].cname for n in prog.inputs + prog.outputs]),
         "weights": _weights(prog),
         "locals": _locals(prog),

@@ -1,0 +1,370 @@
+"""Indexing with run-time indices: Gather, GatherElements, GatherND, Scatter/ScatterElements/ScatterND,
+OneHot, Compress, ReverseSequence; scans along an axis: CumSum, TopK, ArgMax/ArgMin; and the ops whose
+output shape depends on data (NonZero, Unique), which only work when folded.
+
+A run-time index outside its axis makes <prefix>_run return 1 (ONNX calls it an error; we never read or
+write out of bounds)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Buffer
+from .common import is_float, normalize_axis, strides
+from .registry import Lowering
+from .shape import INDEX_ERROR, affine, loops, op, prod
+
+
+def _split(shape, axis: int) -> tuple[int, int, int]:
+    """(outer, axis length, inner) of a shape around one axis."""
+    return prod(shape[:axis]), shape[axis], prod(shape[axis + 1 :])
+
+
+def _index_dtype_ok(ctx: Lowering, buf: Buffer, what: str) -> None:
+    if buf.dtype.kind not in "iu":
+        ctx.fail(f"{what} must be an integer tensor, got {buf.dtype.name}")
+
+
+def read_index(var: str, expr: str, dim: int) -> str:
+    """Declare int64_t `var` = the index at expr, negative counted from the end, checked against dim."""
+    return f"int64_t {var} = (int64_t){expr};\nif ({var} < 0) {var} += {dim};\nif ({var} < 0 || {var} >= {dim}) {INDEX_ERROR}"
+
+
+def copy_elems(dst: str, src: str, n: int, itemsize: int) -> str:
+    """n elements from src to dst (pointer expressions)."""
+    return f"*({dst}) = *({src});" if n == 1 else f"memcpy({dst}, {src}, {n * itemsize});"
+
+
+# ---------------------------------------------------------------- gathers
+
+
+@op("Gather")
+def lower_gather(ctx: Lowering) -> None:
+    x, ind, y = ctx.input(0), ctx.input(1), ctx.output(0)
+    _index_dtype_ok(ctx, ind, "indices")
+    axis = normalize_axis(int(ctx.attr("axis", 0)), len(x.shape))
+    outer, n, inner = _split(x.shape, axis)
+    m = ind.size
+    if y.size == 0:
+        return
+    body = (
+        read_index("ix", f"{ctx.ptr(ind)}[j]", n)
+        + "\n"
+        + copy_elems(f"{ctx.ptr(y)} + (o*{m} + j)*{inner}", f"{ctx.ptr(x)} + (o*{n} + (size_t)ix)*{inner}", inner, y.dtype.itemsize)
+    )
+    ctx.emit(f"for (size_t o = 0; o < {outer}; ++o) for (size_t j = 0; j < {m}; ++j) {{\n{body}\n}}")
+
+
+@op("GatherElements")
+def lower_gather_elements(ctx: Lowering) -> None:
+    x, ind, y = ctx.input(0), ctx.input(1), ctx.output(0)
+    _index_dtype_ok(ctx, ind, "indices")
+    rank = len(x.shape)
+    axis = normalize_axis(int(ctx.attr("axis", 0)), rank)
+    if y.size == 0:
+        return
+    xs = strides(x.shape)
+    vars_ = [f"i{k}" for k in range(rank)]
+    pos = affine(vars_, strides(ind.shape))
+    base = affine([v for k, v in enumerate(vars_) if k != axis], [s for k, s in enumerate(xs) if k != axis])
+    body = read_index("ix", f"{ctx.ptr(ind)}[{pos}]", x.shape[axis]) + f"\n{ctx.ptr(y)}[{pos}] = {ctx.ptr(x)}[{base} + (size_t)ix*{xs[axis]}];"
+    ctx.emit(loops(ind.shape, body))
+
+
+def _nd_offset(ctx: Lowering, x: Buffer, tuple_ptr: str, first_axis: int, k: int) -> str:
+    """C statements adding to `off` the offset of the index tuple at tuple_ptr (axes first_axis..+k)."""
+    xs = strides(x.shape)
+    lines = []
+    for j in range(k):
+        lines.append("{\n" + read_index("ix", f"{tuple_ptr}[{j}]", x.shape[first_axis + j]) + f"\noff += (size_t)ix*{xs[first_axis + j]};\n}}")
+    return "\n".join(lines)
+
+
+@op("GatherND")
+def lower_gather_nd(ctx: Lowering) -> None:
+    x, ind, y = ctx.input(0), ctx.input(1), ctx.output(0)
+    _index_dtype_ok(ctx, ind, "indices")
+    b = int(ctx.attr("batch_dims", 0))
+    k = ind.shape[-1]
+    if b + k > len(x.shape):
+        ctx.fail(f"index tuples of length {k} after {b} batch dims exceed the data rank {len(x.shape)}")
+    batches = prod(x.shape[:b])
+    per_batch = prod(ind.shape[b:-1])
+    piece = prod(x.shape[b + k :])
+    if y.size == 0:
+        return
+    body = (
+        f"const {ind.ctype} *t = {ctx.ptr(ind)} + (bb*{per_batch} + m)*{k};\n"
+        f"size_t off = bb*{prod(x.shape[b:])};\n"
+        f"{_nd_offset(ctx, x, 't', b, k)}\n"
+        f"{'(void)t;' if k == 0 else ''}\n"
+        + copy_elems(f"{ctx.ptr(y)} + (bb*{per_batch} + m)*{piece}", f"{ctx.ptr(x)} + off", piece, y.dtype.itemsize)
+    )
+    ctx.emit(f"for (size_t bb = 0; bb < {batches}; ++bb) for (size_t m = 0; m < {per_batch}; ++m) {{\n{body}\n}}")
+
+
+# ---------------------------------------------------------------- scatters
+
+
+def _combine(reduction: str, dst: str, src: str, dtype, nan_propagates: bool) -> str:
+    """dst = reduction(dst, src) as a C statement."""
+    if reduction in ("none", "", None):
+        return f"{dst} = {src};"
+    if reduction == "add":
+        return f"{dst} = {dst} || {src};" if dtype == np.bool_ else f"{dst} += {src};"
+    if reduction == "mul":
+        return f"{dst} = {dst} && {src};" if dtype == np.bool_ else f"{dst} *= {src};"
+    if reduction in ("max", "min"):
+        cmp = ">" if reduction == "max" else "<"
+        if nan_propagates and is_float(dtype):
+            return f"if ({src} {cmp} {dst} || {src} != {src}) {dst} = {src};"
+        return f"if ({src} {cmp} {dst}) {dst} = {src};"
+    raise ValueError(reduction)
+
+
+def _copy_input(ctx: Lowering, x: Buffer, y: Buffer) -> None:
+    if y.nbytes:
+        ctx.emit(f"memcpy({ctx.ptr(y)}, {ctx.ptr(x)}, {y.nbytes});")
+
+
+@op("ScatterElements", "Scatter")
+def lower_scatter_elements(ctx: Lowering) -> None:
+    x, ind, upd, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
+    _index_dtype_ok(ctx, ind, "indices")
+    reduction = ctx.attr("reduction", "none")
+    if reduction not in ("none", "add", "mul", "max", "min"):
+        ctx.fail(f"reduction '{reduction}' is not supported")
+    rank = len(x.shape)
+    axis = normalize_axis(int(ctx.attr("axis", 0)), rank)
+    _copy_input(ctx, x, y)
+    if ind.size == 0:
+        return
+    ys = strides(y.shape)
+    vars_ = [f"i{k}" for k in range(rank)]
+    pos = affine(vars_, strides(ind.shape))
+    base = affine([v for k, v in enumerate(vars_) if k != axis], [s for k, s in enumerate(ys) if k != axis])
+    dst = f"{ctx.ptr(y)}[{base} + (size_t)ix*{ys[axis]}]"
+    body = read_index("ix", f"{ctx.ptr(ind)}[{pos}]", x.shape[axis]) + "\n" + _combine(reduction, dst, f"{ctx.ptr(upd)}[{pos}]", y.dtype, False)
+    ctx.emit(loops(ind.shape, body))
+
+
+@op("ScatterND")
+def lower_scatter_nd(ctx: Lowering) -> None:
+    x, ind, upd, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
+    _index_dtype_ok(ctx, ind, "indices")
+    reduction = ctx.attr("reduction", "none")
+    if reduction not in ("none", "add", "mul", "max", "min"):
+        ctx.fail(f"reduction '{reduction}' is not supported")
+    k = ind.shape[-1]
+    if k > len(x.shape):
+        ctx.fail(f"index tuples of length {k} exceed the data rank {len(x.shape)}")
+    _copy_input(ctx, x, y)
+    count, piece = prod(ind.shape[:-1]), prod(x.shape[k:])
+    if count == 0 or piece == 0:
+        return
+    head = f"const {ind.ctype} *t = {ctx.ptr(ind)} + m*{k};\nsize_t off = 0;\n{_nd_offset(ctx, y, 't', 0, k)}\n{'(void)t;' if k == 0 else ''}\n"
+    if reduction == "none":
+        body = copy_elems(f"{ctx.ptr(y)} + off", f"{ctx.ptr(upd)} + m*{piece}", piece, y.dtype.itemsize)
+    else:
+        inner = _combine(reduction, f"{ctx.ptr(y)}[off + e]", f"{ctx.ptr(upd)}[m*{piece} + e]", y.dtype, True)
+        body = f"for (size_t e = 0; e < {piece}; ++e) {{ {inner} }}"
+    ctx.emit(f"for (size_t m = 0; m < {count}; ++m) {{\n{head}{body}\n}}")
+
+
+# ---------------------------------------------------------------- others with run-time indices
+
+
+@op("OneHot")
+def lower_one_hot(ctx: Lowering) -> None:
+    ind, vals, y = ctx.input(0), ctx.input(2), ctx.output(0)
+    axis = normalize_axis(int(ctx.attr("axis", -1)), len(y.shape))
+    outer, depth, inner = _split(y.shape, axis)  # the output shape carries depth
+    if y.size == 0:
+        return
+    body = (
+        f"int64_t ix = (int64_t){ctx.ptr(ind)}[o*{inner} + i];\n"
+        f"if (ix < 0) ix += {depth};\n"
+        f"{ctx.ptr(y)}[(o*{depth} + d)*{inner} + i] = ix == (int64_t)d ? on : off;"
+    )
+    ctx.emit(
+        f"const {y.ctype} off = {ctx.ptr(vals)}[0], on = {ctx.ptr(vals)}[1];\n"
+        f"for (size_t o = 0; o < {outer}; ++o) for (size_t d = 0; d < {depth}; ++d) for (size_t i = 0; i < {inner}; ++i) {{\n{body}\n}}"
+    )
+
+
+def _small_uint_table(name: str, values) -> str:
+    vals = [int(v) for v in values]
+    ctype = "uint16_t" if max(vals, default=0) < 1 << 16 else "uint32_t"
+    return f"static const {ctype} {name}[{len(vals)}] = {{ {', '.join(map(str, vals))} }};"
+
+
+@op("Compress")
+def lower_compress(ctx: Lowering) -> None:
+    x, y = ctx.input(0), ctx.output(0)
+    cond = ctx.const_required(1, "condition; the output shape depends on it").reshape(-1).astype(bool)
+    axis = ctx.attr("axis")
+    if axis is None:
+        outer, n, inner = 1, x.size, 1
+    else:
+        outer, n, inner = _split(x.shape, normalize_axis(int(axis), len(x.shape)))
+    sel = np.nonzero(cond[:n])[0]
+    if outer * len(sel) * inner != y.size:
+        ctx.fail(f"condition selects {len(sel)} of {n}, which does not give the inferred shape {y.shape}")
+    if y.size == 0:
+        return
+    body = copy_elems(f"{ctx.ptr(y)} + (o*{len(sel)} + j)*{inner}", f"{ctx.ptr(x)} + (o*{n} + sel[j])*{inner}", inner, y.dtype.itemsize)
+    ctx.emit(_small_uint_table("sel", sel) + f"\nfor (size_t o = 0; o < {outer}; ++o) for (size_t j = 0; j < {len(sel)}; ++j) {{\n{body}\n}}")
+
+
+@op("ReverseSequence")
+def lower_reverse_sequence(ctx: Lowering) -> None:
+    x, lens, y = ctx.input(0), ctx.input(1), ctx.output(0)
+    t_axis, b_axis = int(ctx.attr("time_axis", 0)), int(ctx.attr("batch_axis", 1))
+    if sorted((t_axis, b_axis)) != [0, 1] or len(x.shape) < 2:
+        ctx.fail("time_axis and batch_axis must be 0 and 1")
+    steps, batch = x.shape[t_axis], x.shape[b_axis]
+    inner = prod(x.shape[2:])
+    if y.size == 0:
+        return
+    xs = strides(x.shape)
+    t_st, b_st = xs[t_axis], xs[b_axis]
+    body = (
+        f"int64_t len = (int64_t){ctx.ptr(lens)}[b];\n"
+        f"if (len < 0) len = 0;\nif (len > {steps}) len = {steps};\n"
+        f"for (size_t t = 0; t < {steps}; ++t) {{\n"
+        f"const size_t s = (int64_t)t < len ? (size_t)len - 1 - t : t;\n"
+        + copy_elems(f"{ctx.ptr(y)} + b*{b_st} + t*{t_st}", f"{ctx.ptr(x)} + b*{b_st} + s*{t_st}", inner, y.dtype.itemsize)
+        + "\n}"
+    )
+    ctx.emit(f"for (size_t b = 0; b < {batch}; ++b) {{\n{body}\n}}")
+
+
+# ---------------------------------------------------------------- scans along an axis
+
+
+@op("CumSum")
+def lower_cumsum(ctx: Lowering) -> None:
+    x, y = ctx.input(0), ctx.output(0)
+    if x.dtype == np.bool_:
+        ctx.fail("CumSum of bool is not defined")
+    if y.size == 0:
+        return
+    exclusive, reverse = int(ctx.attr("exclusive", 0)), int(ctx.attr("reverse", 0))
+    rank = len(x.shape)
+    axis_v = ctx.const(1)
+    if axis_v is not None:
+        axis = normalize_axis(int(np.asarray(axis_v).reshape(-1)[0]), rank)
+        if not 0 <= axis < rank:
+            ctx.fail(f"axis {axis} is out of range for rank {rank}")
+        outer, n, inner = (str(v) for v in _split(x.shape, axis))
+        head = ""
+    else:
+        # a run-time axis: the output shape does not depend on it, only the walk does
+        dims = ", ".join(str(d) for d in x.shape)
+        head = (
+            f"static const size_t dims[{rank}] = {{ {dims} }};\n"
+            f"int64_t ax = (int64_t){ctx.ptr(ctx.input(1))}[0];\n"
+            f"if (ax < 0) ax += {rank};\nif (ax < 0 || ax >= {rank}) {INDEX_ERROR}\n"
+            "size_t outer = 1, inner = 1;\n"
+            f"for (size_t d = 0; d < {rank}; ++d) {{ if ((int64_t)d < ax) outer *= dims[d]; else if ((int64_t)d > ax) inner *= dims[d]; }}\n"
+            f"const size_t n = dims[ax];\n"
+        )
+        outer, n, inner = "outer", "n", "inner"
+    back = f"{n} - 1 - t" if reverse else "t"
+    step = (
+        f"{ctx.ptr(y)}[p] = acc; acc = ({y.ctype})(acc + {ctx.ptr(x)}[p]);"
+        if exclusive
+        else f"acc = ({y.ctype})(acc + {ctx.ptr(x)}[p]); {ctx.ptr(y)}[p] = acc;"
+    )
+    ctx.emit(
+        f"{head}for (size_t o = 0; o < {outer}; ++o) for (size_t i = 0; i < {inner}; ++i) {{\n"
+        f"{y.ctype} acc = 0;\n"
+        f"for (size_t t = 0; t < {n}; ++t) {{ const size_t p = (o*{n} + {back})*{inner} + i; {step} }}\n}}"
+    )
+
+
+def _better(dtype, largest: bool) -> str:
+    """C macro body: is element a ranked strictly before b (NaN counts as the largest value)."""
+    if not is_float(dtype):
+        return "((a) > (b))" if largest else "((a) < (b))"
+    if largest:
+        return "((a) > (b) || ((a) != (a) && (b) == (b)))"
+    return "((a) < (b) || ((a) == (a) && (b) != (b)))"
+
+
+@op("TopK")
+def lower_topk(ctx: Lowering) -> None:
+    x, values, indices = ctx.input(0), ctx.output(0), ctx.output(1)  # both outputs are required
+    axis = normalize_axis(int(ctx.attr("axis", -1)), len(x.shape))
+    outer, n, inner = _split(x.shape, axis)
+    k = values.shape[axis]  # the output shape carries K
+    if ctx.opset >= 10:
+        kv = ctx.const(1)
+        if kv is not None and int(np.asarray(kv).reshape(-1)[0]) != k:
+            ctx.fail(f"K = {int(np.asarray(kv).reshape(-1)[0])} but the inferred output has {k} along axis {axis}")
+    if k > n:
+        ctx.fail(f"K = {k} is larger than the axis ({n})")
+    if values.size == 0:
+        return
+    ct = x.ctype
+    better = _better(x.dtype, bool(ctx.attr("largest", 1))).replace("(a)", "(va)").replace("(b)", "(vb)")
+    # insertion into the (strided) index row, which is the only scratch needed: stable, so ties keep
+    # the lower index first; the values are gathered at the end
+    body = f"""const {ct} *xr = {ctx.ptr(x)} + o*{n * inner} + i;
+int64_t *ir = {ctx.ptr(indices)} + o*{k * inner} + i;
+size_t cnt = 0;
+for (size_t t = 0; t < {n}; ++t) {{
+    const {ct} va = xr[t*{inner}];
+    size_t pos;
+    if (cnt == {k}) {{
+        const {ct} vb = xr[(size_t)ir[{(k - 1) * inner}]*{inner}];
+        if (!{better}) continue;
+        pos = {k - 1};
+    }} else {{
+        pos = cnt++;
+    }}
+    while (pos > 0) {{
+        const {ct} vb = xr[(size_t)ir[(pos - 1)*{inner}]*{inner}];
+        if (!{better}) break;
+        ir[pos*{inner}] = ir[(pos - 1)*{inner}];
+        --pos;
+    }}
+    ir[pos*{inner}] = (int64_t)t;
+}}
+for (size_t j = 0; j < {k}; ++j) {ctx.ptr(values)}[o*{k * inner} + i + j*{inner}] = xr[(size_t)ir[j*{inner}]*{inner}];"""
+    ctx.emit(f"for (size_t o = 0; o < {outer}; ++o) for (size_t i = 0; i < {inner}; ++i) {{\n{body}\n}}")
+
+
+@op("ArgMax", "ArgMin")
+def lower_arg_extreme(ctx: Lowering) -> None:
+    x, y = ctx.input(0), ctx.output(0)
+    axis = normalize_axis(int(ctx.attr("axis", 0)), len(x.shape))
+    outer, n, inner = _split(x.shape, axis)
+    if y.size == 0:
+        return
+    if n == 0:
+        ctx.fail("ArgMax/ArgMin over an empty axis")
+    last = bool(ctx.attr("select_last_index", 0))
+    cmp = ">" if ctx.node.op_type == "ArgMax" else "<"
+    if last:
+        cmp += "="
+    take = f"v {cmp} best"
+    if is_float(x.dtype):  # numpy: the first (last) NaN wins
+        take = f"{take} || (v != v{' && best == best' if not last else ''})"
+    ctx.emit(
+        f"for (size_t o = 0; o < {outer}; ++o) for (size_t i = 0; i < {inner}; ++i) {{\n"
+        f"const {x.ctype} *xr = {ctx.ptr(x)} + o*{n * inner} + i;\n"
+        f"{x.ctype} best = xr[0];\nsize_t at = 0;\n"
+        f"for (size_t t = 1; t < {n}; ++t) {{ const {x.ctype} v = xr[t*{inner}]; if ({take}) {{ best = v; at = t; }} }}\n"
+        f"{ctx.ptr(y)}[o*{inner} + i] = (int64_t)at;\n}}"
+    )
+
+
+# ---------------------------------------------------------------- data-dependent shapes
+
+
+@op("NonZero", "Unique")
+def lower_data_dependent(ctx: Lowering) -> None:
+    ctx.fail(f"the output shape of {ctx.node.op_type} depends on the input values; it only works when its input is a constant (then it is folded)")
+
+
