@@ -101,7 +101,7 @@ def test_malformed_shape(tmp_path):
     onnx.save(_relu_model(), str(path))
     for bad in ("x=1xAx4", "x", "=3", "x=0x4"):
         assert_one_line_error(run_cli("inspect", path, "--shape", bad), "--shape")
-    assert_one_line_error(run_cli("inspect", path, "--shape", "y=1x4"), "'y'")
+    assert_one_line_error(run_cli("inspect", path, "--shape", "nothere=1x4"), "'nothere'")
     assert_one_line_error(run_cli("inspect", path, "--shape", "x=2x5"), "axis 1")
     assert_one_line_error(run_cli("inspect", path, "--dim", "N=zero"), "--dim")
 

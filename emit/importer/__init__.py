@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 
 import numpy as np
 import onnx
 
 from ..errors import EmitError, UnsupportedError, node_label
 from ..ir import ARENA, INPUT, OUTPUT, WEIGHT, Buffer, Node, Program, is_supported_dtype
-from .bind import bind_input_shapes
+from .bind import bind_input_shapes, declared_names, declared_shapes
+from .functions import expand_function
 from .load import load_model, opset_of
 from .static import Value, _np_dtype, attr_value, infer_node, try_fold
 
@@ -32,7 +34,11 @@ def import_model(
     model = load_model(source)
     graph = model.graph
     opsets = list(model.opset_import)
-    bound = bind_input_shapes(graph, dict(shapes or {}), dict(dims or {}))
+    shapes = dict(shapes or {})
+    graph_inputs = {v.name for v in graph.input}
+    hints = {k: v for k, v in shapes.items() if k not in graph_inputs and k in declared_names(graph)}
+    bound = bind_input_shapes(graph, {k: v for k, v in shapes.items() if k not in hints}, dict(dims or {}))
+    declared = declared_shapes(graph, hints)
 
     values: dict[str, Value] = {}
     for t in graph.initializer:
@@ -51,7 +57,11 @@ def import_model(
     runtime: list[Node] = []
     unsupported: list[tuple[str, str, str]] = []
     unknown: set[str] = set()  # values downstream of an unsupported node
-    for index, proto in enumerate(graph.node):
+    work = deque(graph.node)
+    index = 0
+    while work:
+        proto = work.popleft()
+        index += 1
         if not proto.name:
             proto.name = f"{proto.op_type}_{index}"
         label = node_label(proto.op_type, proto.name)
@@ -67,10 +77,14 @@ def import_model(
                 values[out] = Value(arr.dtype, tuple(arr.shape), arr)
             continue
         if not is_supported(proto.op_type, "" if proto.domain == "ai.onnx" else proto.domain):
+            body = expand_function(proto, values, opsets)
+            if body is not None:  # an op defined by an ONNX function: compile its body instead
+                work.extendleft(reversed(body))
+                continue
             unsupported.append((proto.op_type, proto.domain, proto.name))
             unknown.update(proto.output)
             continue
-        outs = infer_node(proto, values, opsets)
+        outs = infer_node(proto, values, opsets, declared)
         for out, val in zip(proto.output, outs):
             if out and val is not None:
                 values[out] = val

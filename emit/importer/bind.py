@@ -44,7 +44,7 @@ def bind_input_shapes(
     known = {v.name for v in inputs}
     for name in shapes:
         if name not in known:
-            raise EmitError(f"--shape names '{name}', which is not a model input (inputs: {', '.join(sorted(known))})")
+            raise EmitError(f"--shape names '{name}', which is not a model input or a tensor of the graph (inputs: {', '.join(sorted(known))})")
     bound: dict[str, tuple[int, ...]] = {}
     for v in inputs:
         if not v.type.HasField("tensor_type"):
@@ -77,3 +77,25 @@ def bind_input_shapes(
                 raise EmitError(f"input '{v.name}' has an unknown dimension at axis {axis}: pass --shape {v.name}={example}")
         bound[v.name] = tuple(shape_list)
     return bound
+
+
+def declared_names(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name the graph knows: node outputs and declared values."""
+    names = {o for n in graph.node for o in n.output if o}
+    names.update(v.name for v in list(graph.output) + list(graph.value_info))
+    return names
+
+
+def declared_shapes(graph: onnx.GraphProto, hints: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Static shapes the model declares for outputs and intermediates, overridden by --shape for them:
+    used where a shape depends on a runtime value (a Reshape whose shape is an input) but is declared."""
+    out: dict[str, tuple[int, ...]] = {}
+    for v in list(graph.value_info) + list(graph.output):
+        tt = v.type.tensor_type if v.type.HasField("tensor_type") else None
+        if tt is None or not tt.HasField("shape"):
+            continue
+        dims = tt.shape.dim
+        if all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+            out[v.name] = tuple(d.dim_value for d in dims)
+    out.update(hints)
+    return out

@@ -85,8 +85,52 @@ def _upgrade(model: onnx.ModelProto) -> onnx.ModelProto:
     if opset_of(model) >= MIN_OPSET:
         return model
     try:
-        converted = version_converter.convert_version(model, MIN_OPSET)
+        converted = version_converter.convert_version(_legacy_hardmax(model), MIN_OPSET)
+        if opset_of(model) < 11:
+            _keep_legacy_resize(converted.graph)
         onnx.checker.check_model(converted)
         return converted
     except Exception:
         return model
+
+
+def _legacy_hardmax(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Hardmax before opset 13 works on the input flattened to 2-D at `axis`; the converter keeps the
+    node as is, which changes its meaning: spell the old form out (Flatten, Hardmax, Reshape back)."""
+    if not any(n.op_type == "Hardmax" and n.domain in ("", "ai.onnx") for n in model.graph.node):
+        return model
+    old, model = model, onnx.ModelProto()
+    model.CopyFrom(old)
+    nodes = []
+    for k, n in enumerate(model.graph.node):
+        if n.op_type != "Hardmax" or n.domain not in ("", "ai.onnx"):
+            nodes.append(n)
+            continue
+        axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+        x, y, tag = n.input[0], n.output[0], f"__hardmax{k}"
+        make = onnx.helper.make_node
+        nodes += [
+            make("Shape", [x], [f"{tag}_shape"], name=f"{tag}_s"),
+            make("Flatten", [x], [f"{tag}_2d"], name=f"{tag}_f", axis=axis),
+            make("Hardmax", [f"{tag}_2d"], [f"{tag}_h"], name=n.name or f"{tag}_h", axis=1),
+            make("Reshape", [f"{tag}_h", f"{tag}_shape"], [y], name=f"{tag}_r"),
+        ]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
+def _keep_legacy_resize(graph: onnx.GraphProto) -> None:
+    """The converter turns Upsample and Resize-10 into a Resize-11+ with the default (half_pixel)
+    coordinates, which changes the results: restore their asymmetric coordinates and legacy
+    nearest rounding ("simple", which emit.ops.resize implements)."""
+    for node in graph.node:
+        if node.op_type == "Resize" and node.domain in ("", "ai.onnx"):
+            names = {a.name for a in node.attribute}
+            if "coordinate_transformation_mode" not in names:
+                node.attribute.append(onnx.helper.make_attribute("coordinate_transformation_mode", "asymmetric"))
+            if "nearest_mode" not in names:
+                node.attribute.append(onnx.helper.make_attribute("nearest_mode", "simple"))
+        for a in node.attribute:
+            for g in [a.g] if a.HasField("g") else list(a.graphs):
+                _keep_legacy_resize(g)

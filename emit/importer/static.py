@@ -61,8 +61,18 @@ def _single_node_model(node: onnx.NodeProto, values: dict[str, Value], opsets, w
     return helper.make_model(graph, opset_imports=list(opsets), ir_version=10)
 
 
-def infer_node(node: onnx.NodeProto, values: dict[str, Value], opsets) -> list[Value | None]:
-    """Static output types of one node, or raise naming the node."""
+# ops whose onnx inference gives nothing or fails (function bodies with defaulted attributes);
+# their one output has the type and shape of input 0
+SAME_AS_INPUT = {"GroupNormalization", "MeanVarianceNormalization"}
+
+
+def infer_node(node: onnx.NodeProto, values: dict[str, Value], opsets, declared: dict | None = None) -> list[Value | None]:
+    """Static output types of one node, or raise naming the node. Where inference leaves a shape open
+    (it depends on a runtime value), a static shape the model declares for that output is used."""
+    declared = declared or {}
+    if node.op_type in SAME_AS_INPUT and node.domain in ("", "ai.onnx") and len(node.output) == 1 and node.input[0] in values:
+        x = values[node.input[0]]
+        return [Value(x.dtype, tuple(x.shape))]
     model = _single_node_model(node, values, opsets, with_consts=False)
     label = node_label(node.op_type, node.name)
     try:
@@ -80,10 +90,18 @@ def infer_node(node: onnx.NodeProto, values: dict[str, Value], opsets) -> list[V
         tt = vi.type.tensor_type if vi is not None and vi.type.HasField("tensor_type") else None
         if tt is None or not tt.elem_type:
             raise UnsupportedError(f"node {label}: output '{o}' is not a tensor or has unknown type")
-        if not tt.HasField("shape") or any(not d.HasField("dim_value") for d in tt.shape.dim):
+        open_shape = not tt.HasField("shape") or any(not d.HasField("dim_value") for d in tt.shape.dim)
+        if open_shape and o in declared:
+            known = tt.shape.dim if tt.HasField("shape") else None
+            want = declared[o]
+            if known is not None and (len(known) != len(want) or any(d.HasField("dim_value") and d.dim_value != w for d, w in zip(known, want))):
+                raise EmitError(f"node {label}: output '{o}' is declared as {list(want)}, which contradicts shape inference")
+            result.append(Value(_np_dtype(tt.elem_type), tuple(want)))
+            continue
+        if open_shape:
             raise UnsupportedError(
                 f"node {label}: output '{o}' has no static shape (it depends on runtime values; "
-                "make the inputs that set shapes constant, or bind more --shape/--dim)"
+                f"make the inputs that set shapes constant, or bind its shape with --shape {o}=DxD...)"
             )
         result.append(Value(_np_dtype(tt.elem_type), tuple(d.dim_value for d in tt.shape.dim)))
     return result
