@@ -95,7 +95,7 @@ def declared_shapes(graph: onnx.GraphProto, hints: dict[str, tuple[int, ...]]) -
         if tt is None or not tt.HasField("shape"):
             continue
         dims = tt.shape.dim
-        if all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+        if all(d.HasField("dim_value") and d.dim_value >= 0 for d in dims):
             out[v.name] = tuple(d.dim_value for d in dims)
     out.update(hints)
     return out
