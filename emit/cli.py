@@ -162,7 +162,7 @@ def cmd_verify(args) -> int:
             feeds = sample_inputs(model.inputs, seed=args.seed)
         try:
             got = model.run(feeds)
-        except ValueError as exc:
+        except (ValueError, RuntimeError) as exc:
             raise EmitError(str(exc)) from None
         ref = run_onnxruntime(args.model, feeds)
         reports = [compare(o.name, got[o.name], ref[o.name], args.rtol, args.atol) for o in model.outputs]

@@ -91,7 +91,10 @@ class NativeFunction:
         ptrs += [ffi.from_buffer(f"{_CFFI_TYPES[s.dtype]}[]", o, require_writable=True) for s, o in zip(self.outputs, outs)]
         rc = self._fn(*ptrs)
         if rc != 0:
-            raise RuntimeError(f"model returned error code {rc}")
+            raise RuntimeError(
+                f"model returned error code {rc}: an input value was out of range "
+                "(an index past a table's end, or a runtime shape that disagrees with the compiled one)"
+            )
         return {s.name: o for s, o in zip(self.outputs, outs)}
 
     __call__ = run

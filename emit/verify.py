@@ -19,7 +19,7 @@ class OutputReport:
 
 
 def sample_inputs(specs, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic inputs: normal floats, small non-negative ints (ones for masks), random bools."""
+    """Deterministic inputs: normal floats, 0/1 ints (valid indices for any table; ones for masks), random bools."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for s in specs:
@@ -31,7 +31,7 @@ def sample_inputs(specs, seed: int = 0) -> dict[str, np.ndarray]:
         elif "mask" in s.name.lower():
             feeds[s.name] = np.ones(s.shape, dtype=dt)
         else:
-            feeds[s.name] = rng.integers(0, 4, size=s.shape).astype(dt)
+            feeds[s.name] = rng.integers(0, 2, size=s.shape).astype(dt)
     return feeds
 
 

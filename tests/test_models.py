@@ -38,3 +38,25 @@ def test_arena_below_naive_sum(entry):
     assert not rep["unsupported"] and not rep["lowering_error"], rep
     assert rep["arena_bytes"] < rep["arena_naive_bytes"]
     assert rep["arena_bytes"] >= rep["arena_lower_bound_bytes"]
+
+
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O1", "-c"]
+STRICT_MODELS = ["mtcnn_onet", "silero_vad_openvino_16k", "magika_standard_v3_3", "ppocr_mobile_v2_cls"]
+
+
+@pytest.mark.parametrize("model_id", STRICT_MODELS)
+def test_real_model_c_folder_is_strict_c99(model_id, tmp_path):
+    import shutil
+    import subprocess
+
+    import emit
+    from emit.models_zoo import get_entry
+
+    entry = get_entry(model_id)
+    emit.export(fetch(model_id), target="c", out=tmp_path, shapes={k: v[0] for k, v in entry.input_shapes.items()})
+    sources = sorted(p.name for p in tmp_path.glob("*.c"))
+    for cc in ("gcc", "clang"):
+        if shutil.which(cc) is None:
+            pytest.fail(f"{cc} is missing: apt-get install {cc}")
+        proc = subprocess.run([cc, *STRICT, *sources], cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{cc}: {proc.stderr[:3000]}"

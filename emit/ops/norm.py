@@ -113,7 +113,7 @@ def _param_index(ctx: Lowering, p: Buffer, x_shape: tuple[int, ...], axis: int, 
     """How a Scale/B tensor broadcast over the normalised axes [axis, rank) is indexed by `j`,
     the flat position inside a row."""
     st = broadcast_strides(tuple(p.shape), x_shape)
-    if len(p.shape) > len(x_shape) or any(st[:axis]):
+    if len(p.shape) > len(x_shape) or any(s for s, d in zip(st[:axis], x_shape[:axis]) if d != 1):
         ctx.fail(f"{what} of shape {tuple(p.shape)} must broadcast to the normalised shape {x_shape[axis:]}")
     tail = st[axis:]
     if not any(tail):
