@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import OUTPUT, WEIGHT, Buffer, Node, Program
+from ..ir import WEIGHT, Buffer, Node, Program
+from .simplify import absorb, sole_producer
 
 FOLDABLE = ("Conv", "ConvTranspose", "Gemm")
 
@@ -104,10 +105,8 @@ def fold_batchnorm(prog: Program) -> Program:
         if bn.op_type != "BatchNormalization" or not bn.inputs or not bn.inputs[0]:
             continue
         src = bn.inputs[0]
-        p = producers.get(src)
-        if p is None or p.op_type not in FOLDABLE or p.domain != "" or p.outputs[0] != src or "__act__" in p.attrs:
-            continue
-        if len(consumers.get(src, [])) != 1 or prog.buffers[src].storage == OUTPUT or src in prog.outputs:
+        p = sole_producer(prog, producers, consumers, src, FOLDABLE)
+        if p is None:
             continue
         x = prog.buffers[src]
         if np.dtype(x.dtype).kind != "f" or len(x.shape) < 2:
@@ -118,8 +117,7 @@ def fold_batchnorm(prog: Program) -> Program:
         fold = _fold_gemm if p.op_type == "Gemm" else _fold_conv
         if not fold(prog, p, *affine):
             continue
-        p.outputs[0] = bn.outputs[0]  # the producer now writes BN's result
+        absorb(prog, p, bn, producers)
         dropped.add(id(bn))
-        producers[bn.outputs[0]] = p
     prog.nodes = [n for n in prog.nodes if id(n) not in dropped]
     return prog

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from ..ir import OUTPUT, WEIGHT, Node, Program
+from ..ir import WEIGHT, Node, Program
+from .simplify import absorb, sole_producer
 
 PRODUCERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
@@ -62,17 +63,14 @@ def fuse_activations(prog: Program) -> Program:
         if act is None:
             continue
         src = n.inputs[0]
-        p = producers.get(src)
-        if p is None or p.op_type not in PRODUCERS or p.domain != "" or p.outputs[0] != src or "__act__" in p.attrs:
-            continue
-        if len(consumers.get(src, [])) != 1 or prog.buffers[src].storage == OUTPUT or src in prog.outputs:
+        p = sole_producer(prog, producers, consumers, src, PRODUCERS)
+        if p is None:
             continue
         x, y = prog.buffers[src], prog.buffers[n.outputs[0]]
         if np.dtype(x.dtype).name not in ("float32", "float64") or x.dtype != y.dtype or x.shape != y.shape:
             continue
         p.attrs["__act__"] = act
-        p.outputs[0] = n.outputs[0]
-        producers[n.outputs[0]] = p
+        absorb(prog, p, n, producers)
         dropped.add(id(n))
     prog.nodes = [n for n in prog.nodes if id(n) not in dropped]
     return prog

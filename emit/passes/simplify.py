@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
-from ..ir import OUTPUT, Program
+from ..ir import OUTPUT, Node, Program
+
+
+def sole_producer(prog: Program, producers: dict, consumers: dict, src: str, op_types) -> Node | None:
+    """The node that writes `src`, if it is one of `op_types`, unfused, and `src` feeds nothing else:
+    then the consumer of `src` can be merged into it."""
+    p = producers.get(src)
+    if p is None or p.op_type not in op_types or p.domain != "" or p.outputs[0] != src or "__act__" in p.attrs:
+        return None
+    if len(consumers.get(src, [])) != 1 or prog.buffers[src].storage == OUTPUT or src in prog.outputs:
+        return None
+    return p
+
+
+def absorb(prog: Program, producer: Node, consumer: Node, producers: dict) -> None:
+    """The producer now writes the consumer's result; the consumer goes (callers filter it out)."""
+    producer.outputs[0] = consumer.outputs[0]
+    producers[consumer.outputs[0]] = producer
 
 
 def rename_uses(prog: Program, old: str, new: str) -> None:
