@@ -118,3 +118,28 @@ def test_bound_dims_work(tmp_path):
 def test_bad_option(tmp_path):
     proc = run_cli("export", "--target", "nope", "x.onnx", "-o", tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_verify_with_inputs_file(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(_relu_model(), str(path))
+    feeds = tmp_path / "in.npz"
+    np.savez(feeds, x=np.array([[-1, 2, -3, 4]], np.float32))
+    proc = run_cli("verify", path, "--dim", "N=1", "--inputs", feeds)
+    assert proc.returncode == 0 and "max abs err 0" in proc.stdout, proc.stdout + proc.stderr
+    np.savez(feeds, x=np.zeros((1, 4), np.float64))
+    assert_one_line_error(run_cli("verify", path, "--dim", "N=1", "--inputs", feeds), "expected dtype float32")
+    (tmp_path / "bad.npz").write_text("nope")
+    assert_one_line_error(run_cli("verify", path, "--dim", "N=1", "--inputs", tmp_path / "bad.npz"), "--inputs")
+
+
+def test_inspect_reports_arena_and_ops(tmp_path):
+    import json
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_relu_model(), str(path))
+    proc = run_cli("inspect", path, "--dim", "N=8", "--json")
+    rep = json.loads(proc.stdout)
+    assert rep["ops"] == {"Relu": 1} and rep["inputs"][0]["shape"] == [8, 4] and not rep["unsupported"]
+    text = run_cli("inspect", path, "--dim", "N=8").stdout
+    assert "arena" in text and "all ops supported" in text
