@@ -1,9 +1,10 @@
 """Indexing with run-time indices: Gather, GatherElements, GatherND, Scatter/ScatterElements/ScatterND,
 OneHot, Compress, ReverseSequence; scans along an axis: CumSum, TopK, ArgMax/ArgMin; and the ops whose
-output shape depends on data (NonZero, Unique), which only work when folded.
+output shape depends on data (Compress, NonZero), which work at run time when the output's static
+shape is declared (the C counts and checks), and Unique, which only works when folded.
 
-A run-time index outside its axis makes <prefix>_run return 1 (ONNX calls it an error; we never read or
-write out of bounds)."""
+A run-time index outside its axis, or a runtime value (K, depth, condition) that disagrees with the
+static output shape, makes <prefix>_run return 1 (we never read or write out of bounds)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from ..ir import Buffer
 from .common import is_float, normalize_axis, strides
 from .registry import Lowering
-from .shape import INDEX_ERROR, affine, loops, op, prod
+from .shape import INDEX_ERROR, SHAPE_ERROR, affine, check_values, is_runtime, loops, op, prod
 
 
 def _split(shape, axis: int) -> tuple[int, int, int]:
@@ -174,11 +175,32 @@ def lower_scatter_nd(ctx: Lowering) -> None:
 # ---------------------------------------------------------------- others with run-time indices
 
 
+def _check_depth(ctx: Lowering, depth: int) -> None:
+    """OneHot's depth input must give the static output's size on the axis. A float depth may be
+    truncated (onnxruntime) or rounded up (numpy's arange, the reference): either agrees."""
+    v = ctx.const(1)
+    if v is not None:
+        d = float(np.asarray(v).reshape(-1)[0])
+        if depth not in (int(np.trunc(d)), int(np.ceil(d))):
+            ctx.fail(f"depth {d:g} does not give the static output's {depth} classes")
+        return
+    buf = ctx.input(1)
+    if buf.size != 1:
+        ctx.fail("depth must hold one value")
+    p = f"{ctx.ptr(buf)}[0]"
+    if is_float(buf.dtype):
+        ok = f"(double){p} > {depth - 1}.0 && (double){p} < {depth + 1}.0"
+    else:
+        ok = f"(int64_t){p} == {depth}"
+    ctx.emit(f"if (!({ok})) {SHAPE_ERROR}")
+
+
 @op("OneHot")
 def lower_one_hot(ctx: Lowering) -> None:
     ind, vals, y = ctx.input(0), ctx.input(2), ctx.output(0)
     axis = normalize_axis(int(ctx.attr("axis", -1)), len(y.shape))
     outer, depth, inner = _split(y.shape, axis)  # the output shape carries depth
+    _check_depth(ctx, depth)
     if y.size == 0:
         return
     body = (
@@ -201,12 +223,17 @@ def _small_uint_table(name: str, values) -> str:
 @op("Compress")
 def lower_compress(ctx: Lowering) -> None:
     x, y = ctx.input(0), ctx.output(0)
-    cond = ctx.const_required(1, "condition; the output shape depends on it").reshape(-1).astype(bool)
     axis = ctx.attr("axis")
     if axis is None:
         outer, n, inner = 1, x.size, 1
     else:
         outer, n, inner = _split(x.shape, normalize_axis(int(axis), len(x.shape)))
+    if is_runtime(ctx, 1):
+        _compress_runtime(ctx, x, y, outer, n, inner, axis)
+        return
+    cond = ctx.const_required(1, "condition").reshape(-1).astype(bool)
+    if cond[n:].any():
+        ctx.fail(f"condition selects past the end of the axis ({n})")
     sel = np.nonzero(cond[:n])[0]
     if outer * len(sel) * inner != y.size:
         ctx.fail(f"condition selects {len(sel)} of {n}, which does not give the inferred shape {y.shape}")
@@ -214,6 +241,33 @@ def lower_compress(ctx: Lowering) -> None:
         return
     body = copy_elems(f"{ctx.ptr(y)} + (o*{len(sel)} + j)*{inner}", f"{ctx.ptr(x)} + (o*{n} + sel[j])*{inner}", inner, y.dtype.itemsize)
     ctx.emit(_small_uint_table("sel", sel) + f"\nfor (size_t o = 0; o < {outer}; ++o) for (size_t j = 0; j < {len(sel)}; ++j) {{\n{body}\n}}")
+
+
+def _compress_runtime(ctx: Lowering, x: Buffer, y: Buffer, outer: int, n: int, inner: int, axis) -> None:
+    """Compress with a runtime condition: the C counts the selected entries, checks the count against the
+    static output, then copies them in order."""
+    cond = ctx.input(1)
+    if len(cond.shape) != 1:
+        ctx.fail("condition must be 1-D")
+    m = y.size if axis is None else y.shape[normalize_axis(int(axis), len(x.shape))]
+    if outer * m * inner != y.size:
+        ctx.fail(f"output shape {y.shape} does not fit input {x.shape}")
+    c, length = ctx.ptr(cond), cond.size
+    # a selected entry past the end of the axis is an error (numpy's compress raises)
+    code = (
+        f"size_t cnt = 0;\nfor (size_t j = 0; j < {length}; ++j) if ({c}[j]) {{ if (j >= {n}) {SHAPE_ERROR} ++cnt; }}\n"
+        if length
+        else "const size_t cnt = 0;\n"
+    )
+    code += f"if (cnt != {m}) {SHAPE_ERROR}"
+    use = min(length, n)
+    if y.size and use:
+        copy = copy_elems(f"{ctx.ptr(y)} + (o*{m} + w)*{inner}", f"{ctx.ptr(x)} + (o*{n} + j)*{inner}", inner, y.dtype.itemsize)
+        code += (
+            f"\nfor (size_t o = 0; o < {outer}; ++o) {{\nsize_t w = 0;\n"
+            f"for (size_t j = 0; j < {use}; ++j) if ({c}[j]) {{\n{copy}\n++w;\n}}\n}}"
+        )
+    ctx.emit(code)
 
 
 @op("ReverseSequence")
@@ -298,10 +352,8 @@ def lower_topk(ctx: Lowering) -> None:
     axis = normalize_axis(int(ctx.attr("axis", -1)), len(x.shape))
     outer, n, inner = _split(x.shape, axis)
     k = values.shape[axis]  # the output shape carries K
-    if ctx.opset >= 10:
-        kv = ctx.const(1)
-        if kv is not None and int(np.asarray(kv).reshape(-1)[0]) != k:
-            ctx.fail(f"K = {int(np.asarray(kv).reshape(-1)[0])} but the inferred output has {k} along axis {axis}")
+    if ctx.opset >= 10 and ctx.has_input(1):
+        check_values(ctx, 1, [k], "K")
     if k > n:
         ctx.fail(f"K = {k} is larger than the axis ({n})")
     if values.size == 0:
@@ -363,8 +415,29 @@ def lower_arg_extreme(ctx: Lowering) -> None:
 # ---------------------------------------------------------------- data-dependent shapes
 
 
-@op("NonZero", "Unique")
-def lower_data_dependent(ctx: Lowering) -> None:
-    ctx.fail(f"the output shape of {ctx.node.op_type} depends on the input values; it only works when its input is a constant (then it is folded)")
+@op("NonZero")
+def lower_nonzero(ctx: Lowering) -> None:
+    """The output's static (declared) shape says how many elements are nonzero: the C counts them,
+    checks, then writes each one's coordinates (row-major order, as numpy's nonzero)."""
+    x, y = ctx.input(0), ctx.output(0)
+    rank = len(x.shape)
+    if len(y.shape) != 2 or y.shape[0] != rank:
+        ctx.fail(f"output shape {y.shape} is not ({rank}, count)")
+    m = y.shape[1]
+    p = ctx.ptr(x)
+    if x.size == 0:
+        ctx.emit(f"if ({m} != 0) {SHAPE_ERROR}" if m else "/* empty */")
+        return
+    ctx.emit(f"size_t cnt = 0;\nfor (size_t i = 0; i < {x.size}; ++i) if ({p}[i] != 0) ++cnt;\nif (cnt != {m}) {SHAPE_ERROR}")
+    if y.size == 0:
+        return
+    xs = strides(x.shape)
+    coords = "\n".join(f"{ctx.ptr(y)}[{k * m} + w] = (int64_t)((i / {xs[k]}) % {x.shape[k]});" for k in range(rank))
+    ctx.emit(f"size_t w = 0;\nfor (size_t i = 0; i < {x.size}; ++i) if ({p}[i] != 0) {{\n{coords}\n++w;\n}}")
+
+
+@op("Unique")
+def lower_unique(ctx: Lowering) -> None:
+    ctx.fail("the output shape of Unique depends on the input values; it only works when its input is a constant (then it is folded)")
 
 

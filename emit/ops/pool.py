@@ -203,18 +203,36 @@ def lower_global_lppool(ctx: Lowering) -> None:
 
 @op("MaxUnpool")
 def lower_maxunpool(ctx: Lowering) -> None:
-    """y = 0, then y[I[i]] = x[i] (indices are flat positions in y, as MaxPool produces them)."""
+    """y = 0, then y[I[i]] = x[i]: indices are flat positions in the output, as MaxPool produced them on
+    an input of the output's shape. With an explicit output_shape this is onnxruntime's and PyTorch's
+    reading (onnxruntime PR #2193, onnx issue #2398); onnx's reference instead scatters into the shape the
+    attributes infer and pads that, which its backend case test_maxunpool_export_with_output_shape
+    expects. A runtime output_shape is checked against the static output; an index outside it returns 1."""
     x, ind, y = ctx.input(0), ctx.input(1), ctx.output(0)
     if not is_float(x.dtype) and np.dtype(x.dtype).name not in MAX_DTYPES:
         ctx.fail(f"dtype {np.dtype(x.dtype).name} is not supported")
     if ind.size != x.size:
         ctx.fail(f"indices shape {ind.shape} differs from X's {x.shape}")
+    if ctx.has_input(2):
+        v = ctx.const(2)
+        shp = ctx.input(2)
+        if v is not None:
+            if [int(a) for a in np.asarray(v).reshape(-1)] != list(y.shape):
+                ctx.fail(f"output_shape {np.asarray(v).tolist()} differs from the static output shape {y.shape}")
+        else:
+            if shp.size != len(y.shape) or shp.dtype.kind not in "iu":
+                ctx.fail(f"output_shape must hold {len(y.shape)} integers")
+            cond = " || ".join(f"(int64_t){ctx.ptr(shp)}[{k}] != {literal(d, np.int64)}" for k, d in enumerate(y.shape))
+            ctx.emit(f"if ({cond}) return 1; /* output_shape disagrees with the compiled shape */")
     if y.size == 0:
         return
+    ctx.emit(f"memset({ctx.ptr(y)}, 0, {y.nbytes});")
+    if x.size == 0:
+        return
     ctx.emit(
-        f"memset({ctx.ptr(y)}, 0, {y.nbytes});\n"
         f"for (size_t i = 0; i < {x.size}; ++i) {{\n"
         f"    const int64_t at = (int64_t){ctx.ptr(ind)}[i];\n"
-        f"    if (at >= 0 && at < {literal(y.size, np.int64)}) {ctx.ptr(y)}[at] = {ctx.ptr(x)}[i];\n"
+        f"    if (at < 0 || at >= {literal(y.size, np.int64)}) return 1; /* index out of range */\n"
+        f"    {ctx.ptr(y)}[at] = {ctx.ptr(x)}[i];\n"
         "}"
     )
