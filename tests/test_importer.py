@@ -116,3 +116,23 @@ def test_int64_and_bool_tensors(tmp_path):
     )
     feeds = {"a": np.array([1, -2, 3], np.int64), "b": np.array([2**40, 5, -7], np.int64), "x": np.float32([-1, 2])}
     _run_both(model, feeds, tmp_path)
+
+
+def test_function_op_compiles_as_its_body(tmp_path):
+    # SoftmaxCrossEntropyLoss has no lowering; ONNX defines it by a (context-dependent) function body.
+    # Two calls of it check that the bodies' internal names are renamed apart, the second one leaves
+    # its optional output out and takes the schema's default reduction ('mean').
+    nodes = [
+        helper.make_node("SoftmaxCrossEntropyLoss", ["x", "labels"], ["loss", "log_prob"], reduction="sum"),
+        helper.make_node("SoftmaxCrossEntropyLoss", ["log_prob", "labels"], ["loss2"]),
+    ]
+    model = make_model(
+        nodes,
+        [tensor("x", [3, 5, 2]), tensor("labels", [3, 2], TensorProto.INT64)],
+        [tensor("loss", []), tensor("log_prob", [3, 5, 2]), tensor("loss2", [])],
+    )
+    prog = import_model(model)
+    assert "SoftmaxCrossEntropyLoss" not in {n.op_type for n in prog.nodes}
+    rng = np.random.default_rng(3)
+    feeds = {"x": rng.standard_normal((3, 5, 2)).astype(np.float32), "labels": rng.integers(0, 5, (3, 2)).astype(np.int64)}
+    _run_both(model, feeds, tmp_path)
