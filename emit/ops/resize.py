@@ -4,7 +4,9 @@ antialias, axes, keep_aspect_ratio_policy and tf_crop_and_resize extrapolation, 
 Resizing is separable: each output element is a sum over a small grid of input taps whose weight is the
 product of one weight per resized axis. Per axis, the compiler computes the taps (input offset and
 weight of every output position) in numpy now and emits them as static const tables; the C walks the
-output once. Nearest mode (one tap of weight 1 per position) becomes a pure gather."""
+output once. Nearest mode (one tap of weight 1 per position) becomes a pure gather.
+When scales, sizes or roi are runtime values (the output shape is still static), the C computes the
+same taps at run time into arena scratch and returns 1 if the values imply another output shape."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import c_type
+from ..ir import Buffer, c_type
 from .common import literal, strides
 from .registry import Lowering, op
 
@@ -245,6 +247,338 @@ def _to_dtype(v: str, dt: np.dtype) -> str:
     return f"({v} <= {lo} ? {literal(info.min, dt)} : ({v} >= {hi} ? {literal(info.max, dt)} : ({c_type(dt)}){v}))"
 
 
+# --- runtime scales / sizes / roi ---
+#
+# When scales, sizes or roi are runtime values (the output shape is still static: declared by the model
+# or bound with --shape), the C computes the same per-axis taps at run time into arena scratch, in double
+# as the reference does. Taps that edge padding sends to the same input element are merged into one
+# weight, so an axis needs at most min(taps, input length) weights per output position; each position
+# stores the input offset of its first weight, chosen so that every weight reads inside the input.
+
+SHAPE_ERROR = "return 1; /* a runtime scales/sizes input disagrees with the compiled output shape */"
+
+
+def _source(ctx: Lowering, i: int, what: str, kind: str) -> np.ndarray | Buffer | None:
+    """Input i as a constant array or a runtime buffer; None when absent or empty."""
+    if not ctx.has_input(i):
+        return None
+    v = ctx.const(i)
+    if v is not None:
+        return None if v.size == 0 else np.asarray(v)
+    buf = ctx.input(i)
+    if buf.size == 0:
+        return None
+    if np.dtype(buf.dtype).kind not in kind:
+        ctx.fail(f"{what} of dtype {np.dtype(buf.dtype).name} is not supported")
+    return buf
+
+
+def _src_decl(ctx: Lowering, v: np.ndarray | Buffer, name: str, dtype) -> str:
+    """A C declaration after which `name[k]` is element k of the values."""
+    if isinstance(v, Buffer):
+        return f"const {v.ctype} *{name} = {ctx.ptr(v)};"
+    vals = np.asarray(v).ravel()
+    return f"static const {c_type(dtype)} {name}[{vals.size}] = {{ {', '.join(literal(a, dtype) for a in vals)} }};"
+
+
+def _runtime_slots(p: Params, in_len: int, out_len: int) -> int:
+    """Static bound of the merged weights per output position of one axis."""
+    n = 4 if p.mode == "cubic" else 2
+    if p.antialias:
+        # the output check gives scale >= (out - 0.5) / in (sizes with keep_aspect_ratio_policy; scales and
+        # stretched sizes give more), so at most 2*ceil(support / scale) taps; +2 absorbs the rounding
+        support = 2.0 if p.mode == "cubic" else 1.0
+        n = max(n, 2 * math.ceil(support * in_len / (out_len - 0.5)) + 2)
+    return max(1, min(n, in_len))
+
+
+def _coord_expr(p: Params) -> str:
+    """C: the input coordinate `xo` of output position `yv` (double) on axis k."""
+    c = p.coord
+    if c == "align_corners":
+        return "ow == 1.0 ? 0.0 : yv * (in - 1.0) / (ow - 1.0)"
+    if c == "asymmetric":
+        return "yv / s"
+    if c == "tf_crop_and_resize":
+        return (
+            "(ow == 1.0 ? (r1[k] - r0[k]) * (in - 1.0) / 2.0 : yv * (r1[k] - r0[k]) * (in - 1.0) / (ow - 1.0))"
+            " + r0[k] * (in - 1.0)"
+        )
+    if c == "pytorch_half_pixel":
+        return "rout[k] == 1 ? 0.0 : (yv + 0.5) / s - 0.5"
+    if c == "half_pixel":
+        return "(yv + 0.5) / s - 0.5"
+    return "in / 2.0 * (1.0 - (double)rout[k] / ow) + (yv + 0.5) / s - 0.5"  # half_pixel_symmetric
+
+
+def _coef_code(p: Params) -> str:
+    """C: the kernel weight `c` of tap t (at first0 + t from floor(x)), before normalisation."""
+    d = "const double d = sk * ((double)(first0 + t) - ratio);"
+    if p.mode == "linear":
+        return f"{d} double c = 1.0 - fabs(d); if (c < 0.0) c = 0.0; if (c > 1.0) c = 1.0;"
+    a = repr(float(p.cubic_a))
+    return (
+        f"{d} const double ad = fabs(d); const double A = {a};\n"
+        "const double c = ad <= 1.0 ? ((A + 2.0) * ad - (A + 3.0)) * ad * ad + 1.0"
+        " : (ad < 2.0 ? ((A * ad - 5.0 * A) * ad + 8.0 * A) * ad - 4.0 * A : 0.0);"
+    )
+
+
+def emit_resize_runtime(
+    ctx: Lowering,
+    p: Params,
+    axes: list[int],
+    scales: np.ndarray | Buffer | None,
+    sizes: np.ndarray | Buffer | None,
+    roi: np.ndarray | Buffer | None,
+    policy: str = "stretch",
+) -> None:
+    """Resize whose scales, sizes or roi (some of them) are runtime values; axes[k] is the axis of
+    scales[k] / sizes[k] / roi[k], roi[k + len(axes)]."""
+    x, y = ctx.input(0), ctx.output(0)
+    dt = np.dtype(x.dtype)
+    in_shape, out_shape = tuple(x.shape), tuple(y.shape)
+    r, na = len(in_shape), len(axes)
+    if len(out_shape) != r:
+        ctx.fail(f"rank mismatch: input {in_shape}, output {out_shape}")
+    if dt == np.bool_ and p.mode != "nearest":
+        ctx.fail(f"mode '{p.mode}' on bool is not supported (nearest is)")
+    for a in range(r):
+        if a not in axes and in_shape[a] != out_shape[a]:
+            ctx.fail(f"axis {a} is not resized, yet the output shape {out_shape} differs from the input {in_shape}")
+    if y.size == 0:
+        return
+    if x.size == 0:
+        ctx.fail("resizing an empty tensor to a non-empty one")
+    in_st = strides(in_shape)
+    rin = [in_shape[a] for a in axes]
+    rout = [out_shape[a] for a in axes]
+    gather = p.mode == "nearest"
+    tf = p.coord == "tf_crop_and_resize"
+    off_dt = np.dtype(np.uint32 if x.size < 2**32 else np.uint64)
+    off_t = c_type(off_dt)
+    toff = np.concatenate([[0], np.cumsum(rout)]).astype(int).tolist()
+    slots = [] if gather else [_runtime_slots(p, i, o) for i, o in zip(rin, rout)]
+    woff = np.concatenate([[0], np.cumsum([o * n for o, n in zip(rout, slots)])]).astype(int).tolist() if slots else []
+
+    def ints(vals: list[int]) -> str:
+        return ", ".join(literal(v, np.int64) for v in vals)
+
+    L: list[str] = [
+        f"static const int64_t rin[{na}] = {{ {ints(rin)} }}, rout[{na}] = {{ {ints(rout)} }};",
+        f"static const size_t rst[{na}] = {{ {', '.join(str(in_st[a]) for a in axes)} }};",
+        f"static const size_t toff[{na}] = {{ {', '.join(map(str, toff[:na]))} }};",
+        f"double sc[{na}];",
+    ]
+    # the scale of every resized axis, and the check that it gives the static output shape
+    if sizes is not None:
+        L.append(_src_decl(ctx, sizes, "szv", np.int64))
+        if policy == "stretch":
+            L += [
+                f"for (size_t k = 0; k < {na}; ++k) {{",
+                f"if ((int64_t)szv[k] != rout[k]) {SHAPE_ERROR}",
+                "sc[k] = (double)szv[k] / (double)rin[k];",
+                "}",
+            ]
+        else:
+            better = "<" if policy == "not_larger" else ">"
+            L += [
+                "double s1 = (double)szv[0] / (double)rin[0];",
+                f"for (size_t k = 1; k < {na}; ++k) {{",
+                "const double t = (double)szv[k] / (double)rin[k];",
+                f"if (t {better} s1) s1 = t;",
+                "}",
+                f"for (size_t k = 0; k < {na}; ++k) {{",
+                "sc[k] = s1;",
+                # round half up as the reference does: int(scale * in + 0.5)
+                f"if (!(s1 > 0.0) || floor(s1 * (double)rin[k] + 0.5) != (double)rout[k]) {SHAPE_ERROR}",
+                "}",
+            ]
+    else:
+        assert scales is not None
+        L += [
+            _src_decl(ctx, scales, "scv", np.float64),
+            f"for (size_t k = 0; k < {na}; ++k) {{",
+            "sc[k] = (double)scv[k];",
+            f"if (!(sc[k] > 0.0) || floor(sc[k] * (double)rin[k]) != (double)rout[k]) {SHAPE_ERROR}",
+            "}",
+        ]
+    if tf:
+        assert roi is not None
+        L += [
+            _src_decl(ctx, roi, "rov", np.float64),
+            f"double r0[{na}], r1[{na}];",
+            f"for (size_t k = 0; k < {na}; ++k) {{ r0[k] = (double)rov[k]; r1[k] = (double)rov[k + {na}]; }}",
+        ]
+    off = ctx.scratch(toff[na] * off_dt.itemsize, off_dt)
+    L.append(f"{off_t} *off = {off};")
+    if tf:
+        L.append(f"uint8_t *ext = {ctx.scratch(toff[na], np.uint8)};")
+    if not gather:
+        L += [
+            f"double *wt = {ctx.scratch(woff[na] * 8, np.float64)};",
+            f"static const size_t woff[{na}] = {{ {', '.join(map(str, woff[:na]))} }};",
+            f"static const int64_t ns[{na}] = {{ {ints(slots)} }};",
+            f"size_t nk[{na}];",
+        ]
+    # the per-axis tables
+    ident = "rout[k] == rin[k] && fabs(s - 1.0) <= 1e-9 * (s > 1.0 ? s : 1.0)"
+    if tf:
+        ident += " && fabs(r0[k]) <= 1e-9 && fabs(r1[k] - 1.0) <= 1e-9 * (fabs(r1[k]) > 1.0 ? fabs(r1[k]) : 1.0)"
+    L += [
+        f"for (size_t k = 0; k < {na}; ++k) {{",
+        "const double s = sc[k], in = (double)rin[k], ow = s * in;",
+        "const int64_t n_in = rin[k];",
+        f"const int ident = {ident};",
+        f"{off_t} *o = off + toff[k];",
+        "(void)in; (void)ow;",
+    ]
+    if tf:
+        L.append("uint8_t *e = ext + toff[k];")
+    if not gather:
+        n = 4 if p.mode == "cubic" else 2
+        L += [
+            "double *w = wt + woff[k];",
+            f"int64_t first0 = {1 - n // 2};  /* the first tap, relative to floor(x) */",
+            "double sk = 1.0;  /* the kernel is stretched by 1/sk */",
+        ]
+        if p.antialias:
+            support = "2.0" if p.mode == "cubic" else "1.0"
+            L += [
+                "if (s < 1.0) {",
+                f"const double f = floor(-{support} / s) + 1.0;",
+                f"if (!(f >= -8.0 * in - 8.0)) {SHAPE_ERROR}",
+                "first0 = (int64_t)f;",
+                "sk = s;",
+                "}",
+            ]
+        L += [
+            "const int64_t nt = 2 - 2 * first0;  /* taps */",
+            "const int64_t m = ident ? 1 : (nt < n_in ? nt : n_in);  /* merged weights */",
+            f"if (m > ns[k]) {SHAPE_ERROR}",
+            "nk[k] = (size_t)m;",
+        ]
+    L += [
+        "for (int64_t i = 0; i < rout[k]; ++i) {",
+        "if (ident) {",
+        f"o[i] = ({off_t})((size_t)i * rst[k]);",
+    ]
+    if tf:
+        L.append("e[i] = 0;")
+    if not gather:
+        L.append("w[i * ns[k]] = 1.0;")
+    L += [
+        "continue;",
+        "}",
+        "{",
+        "const double yv = (double)i;",
+        f"const double xo = {_coord_expr(p)};",
+        "const double fl = floor(xo), ratio = xo == fl ? 1.0 : xo - fl;",
+    ]
+    if tf:
+        L.append("e[i] = (uint8_t)(xo < 0.0 || xo > in - 1.0);")
+    if gather:
+        rule = {
+            "round_prefer_floor": "ratio > 0.5",
+            "round_prefer_ceil": "ratio >= 0.5",
+            "floor": "0",
+            "ceil": "1",
+            SIMPLE: "s < 1.0",
+        }[p.nearest]
+        L += [
+            # two taps (edge padding 1): the window starts 1 left of floor(x), or 2 left of an integer x
+            "const double xp = xo + 1.0, fp = floor(xp);",
+            "double st = (xp == fp ? fp - 1.0 : fp) - 1.0;",
+            "int64_t j;",
+            "if (!(st >= -2.0)) st = -2.0;  /* far outside (or NaN): the edge */",
+            "if (st > in) st = in;",
+            f"j = (int64_t)st + (ratio == 1.0 || ({rule}) ? 1 : 0);",
+            "j = j < 0 ? 0 : (j >= n_in ? n_in - 1 : j);",
+            f"o[i] = ({off_t})((size_t)j * rst[k]);",
+        ]
+    else:
+        coef = _coef_code(p)
+        # normalisation: antialias divides by the kernel's sum; exclude_outside by the sum inside the input
+        norm = "tot" if p.antialias else "1.0"
+        if p.exclude_outside:
+            norm = f"(tin != 0.0 ? tin : {norm})"
+        L += [
+            "const double pad = (double)(nt / 2), xp = xo + pad, fp = floor(xp);",
+            "double st = (xp == fp ? fp - (double)(nt / 2) : fp - (double)(nt / 2) + 1.0) - pad;",
+            "int64_t first, base;",
+            "double tot = 0.0, tin = 0.0, norm;",
+            "double *wr = w + i * ns[k];",
+            "(void)tot; (void)tin;",
+            "if (!(st >= -(double)nt - 1.0)) st = -(double)nt - 1.0;  /* far outside (or NaN): all taps on the edge */",
+            "if (st > in + 1.0) st = in + 1.0;",
+            "first = (int64_t)st;",
+            "base = first < 0 ? 0 : (first >= n_in ? n_in - 1 : first);",
+            "if (base > n_in - m) base = n_in - m;  /* every merged weight reads inside the input */",
+            "for (int64_t q = 0; q < m; ++q) wr[q] = 0.0;",
+        ]
+        if p.antialias or p.exclude_outside:
+            L += [
+                "for (int64_t t = 0; t < nt; ++t) {",
+                coef,
+                "tot += c;",
+                "if (first + t >= 0 && first + t < n_in) tin += c;",
+                "}",
+            ]
+        L += [
+            f"norm = {norm};",
+            "for (int64_t t = 0; t < nt; ++t) {",
+            "int64_t j = first + t;",
+        ]
+        if p.exclude_outside:
+            L.append("if (j < 0 || j >= n_in) continue;")
+        L += [
+            coef,
+            "j = j < 0 ? 0 : (j >= n_in ? n_in - 1 : j);",
+            "wr[j - base] += c / norm;",
+            "}",
+            f"o[i] = ({off_t})((size_t)base * rst[k]);",
+        ]
+    L += ["}", "}", "}"]
+
+    # the output walk: p{a} is the input offset of the first weight of every axis so far
+    kidx = {a: k for k, a in enumerate(axes)}
+    xp_, yp = ctx.ptr(x), ctx.ptr(y)
+    for a in range(r):
+        if a in kidx:
+            k = kidx[a]
+            L.append(f"const {off_t} *o{a} = off + {toff[k]};")
+            if tf:
+                L.append(f"const uint8_t *e{a} = ext + {toff[k]};")
+            if not gather:
+                L.append(f"const double *w{a} = wt + {woff[k]};")
+                L.append(f"const size_t n{a} = nk[{k}];")
+    L.append("size_t oi = 0;")
+    prev = ""
+    for a in range(r):
+        L.append(f"for (size_t i{a} = 0; i{a} < {out_shape[a]}; ++i{a}) {{")
+        term = f"(size_t)o{a}[i{a}]" if a in kidx else (f"i{a}*{in_st[a]}" if in_st[a] != 1 else f"i{a}")
+        L.append(f"const size_t p{a} = {prev + ' + ' if prev else ''}{term};")
+        prev = f"p{a}"
+    if tf:
+        ext = " || ".join(f"e{a}[i{a}]" for a in axes)
+        L.append(f"if ({ext}) {{ {yp}[oi++] = {literal(p.extrapolation, dt)}; continue; }}")
+    if gather:
+        L.append(f"{yp}[oi++] = {xp_}[{prev}];")
+    else:
+        L.append("double acc = 0.0;")
+        q, w = prev, ""
+        for a in sorted(axes):
+            L.append(f"for (size_t k{a} = 0; k{a} < n{a}; ++k{a}) {{")
+            L.append(f"const size_t q{a} = {q} + k{a}*{in_st[a]};")
+            L.append(f"const double v{a} = {w + ' * ' if w else ''}w{a}[i{a}*{slots[kidx[a]]} + k{a}];")
+            q, w = f"q{a}", f"v{a}"
+        L.append(f"acc += {w} * (double){xp_}[{q}];")
+        L.append("}" * na)
+        L.append(f"{yp}[oi++] = {_to_dtype('acc', dt) if dt.kind != 'f' else f'({c_type(dt)})acc'};")
+    L.append("}" * r)
+    ctx.emit("\n".join(L))
+
+
 # --- the ops ---
 
 
@@ -269,37 +603,41 @@ def _params(ctx: Lowering) -> Params:
     return p
 
 
-def _nonempty_const(ctx: Lowering, i: int, what: str) -> np.ndarray | None:
-    if not ctx.has_input(i):
-        return None
-    v = ctx.const_required(i, what)
-    return None if v.size == 0 else np.asarray(v)
-
-
-def _legacy(ctx: Lowering, scales: list[float]) -> None:
+def _legacy(ctx: Lowering, scales: list[float] | np.ndarray | Buffer) -> None:
     """Upsample and Resize-10 that the importer could not upgrade: asymmetric, legacy nearest rounding."""
     mode = str(ctx.attr("mode", "nearest")).lower()
     if mode == "bilinear":
         mode = "linear"  # Upsample-7 spelling
     if mode not in ("nearest", "linear"):
         ctx.fail(f"mode '{mode}' is not supported (nearest, linear)")
-    if len(scales) != len(ctx.input(0).shape):
-        ctx.fail(f"{len(scales)} scales for a rank-{len(ctx.input(0).shape)} input")
-    emit_resize(ctx, [float(s) for s in scales], None, Params(mode=mode, coord="asymmetric", nearest=SIMPLE))
+    rank = len(ctx.input(0).shape)
+    count = scales.size if isinstance(scales, Buffer) else np.asarray(scales).size
+    if count != rank:
+        ctx.fail(f"{count} scales for a rank-{rank} input")
+    p = Params(mode=mode, coord="asymmetric", nearest=SIMPLE)
+    if isinstance(scales, Buffer):
+        emit_resize_runtime(ctx, p, list(range(rank)), scales, None, None)
+    else:
+        emit_resize(ctx, [float(s) for s in np.asarray(scales).ravel()], None, p)
+
+
+def _legacy_scales(ctx: Lowering, i: int) -> np.ndarray | Buffer:
+    src = _source(ctx, i, "scales", "f")
+    if src is None:
+        ctx.fail("scales is empty")
+    return src
 
 
 @op("Upsample")
 def lower_upsample(ctx: Lowering) -> None:
     scales = ctx.attr("scales", None)
-    if scales is None:
-        scales = ctx.const_required(1, "scales").tolist()
-    _legacy(ctx, list(scales))
+    _legacy(ctx, _legacy_scales(ctx, 1) if scales is None else list(scales))
 
 
 @op("Resize")
 def lower_resize(ctx: Lowering) -> None:
     if ctx.opset < 11:  # Resize-10: (X, scales), Upsample semantics
-        _legacy(ctx, ctx.const_required(1, "scales").tolist())
+        _legacy(ctx, _legacy_scales(ctx, 1))
         return
     p = _params(ctx)
     x = ctx.input(0)
@@ -308,42 +646,49 @@ def lower_resize(ctx: Lowering) -> None:
     axes = [a + r if a < 0 else a for a in ctx.attr("axes", None) or range(r)]
     if sorted(set(axes)) != sorted(axes) or any(not 0 <= a < r for a in axes):
         ctx.fail(f"invalid axes {axes} for rank {r}")
-    roi = None
+    policy = str(ctx.attr("keep_aspect_ratio_policy", "stretch"))
+    if policy not in ("stretch", "not_larger", "not_smaller"):
+        ctx.fail(f"keep_aspect_ratio_policy '{policy}' is not supported")
+    roi_v = _source(ctx, 1, "roi", "f") if p.coord == "tf_crop_and_resize" else None
     if p.coord == "tf_crop_and_resize":
-        roi_v = _nonempty_const(ctx, 1, "roi")
         if roi_v is None:
             ctx.fail("tf_crop_and_resize needs the roi input")
-        roi_v = roi_v.astype(np.float64).ravel()
         if roi_v.size != 2 * len(axes):
             ctx.fail(f"roi has {roi_v.size} values; expected {2 * len(axes)}")
+    scales_v = _source(ctx, 2, "scales", "f")
+    sizes_v = _source(ctx, 3, "sizes", "iu")
+    if sizes_v is not None:
+        if sizes_v.size != len(axes):
+            ctx.fail(f"sizes has {sizes_v.size} values for {len(axes)} axes")
+        scales_v = None  # sizes win (the spec allows only one of them)
+    elif scales_v is not None:
+        if scales_v.size != len(axes):
+            ctx.fail(f"scales has {scales_v.size} values for {len(axes)} axes")
+    else:
+        ctx.fail("Resize needs scales or sizes")
+    if any(isinstance(v, Buffer) for v in (roi_v, scales_v, sizes_v)):
+        emit_resize_runtime(ctx, p, axes, scales_v, sizes_v, roi_v, policy)
+        return
+    roi = None
+    if roi_v is not None:
+        flat = np.asarray(roi_v, dtype=np.float64).ravel()
         roi = [0.0] * r + [1.0] * r
         for k, a in enumerate(axes):
-            roi[a], roi[a + r] = float(roi_v[k]), float(roi_v[k + len(axes)])
-    scales_v = _nonempty_const(ctx, 2, "scales")
-    sizes_v = _nonempty_const(ctx, 3, "sizes")
+            roi[a], roi[a + r] = float(flat[k]), float(flat[k + len(axes)])
     scales = [1.0] * r
     if sizes_v is not None:
-        sizes = sizes_v.astype(np.int64).ravel().tolist()
-        if len(sizes) != len(axes):
-            ctx.fail(f"sizes has {len(sizes)} values for {len(axes)} axes")
+        sizes = np.asarray(sizes_v).astype(np.int64).ravel().tolist()
         for k, a in enumerate(axes):
             scales[a] = sizes[k] / in_shape[a]
-        policy = str(ctx.attr("keep_aspect_ratio_policy", "stretch"))
-        if policy not in ("stretch", "not_larger", "not_smaller"):
-            ctx.fail(f"keep_aspect_ratio_policy '{policy}' is not supported")
         if policy != "stretch":
             pick = min if policy == "not_larger" else max
             s = pick(scales[a] for a in axes)
             for a in axes:
                 scales[a] = s
-    elif scales_v is not None:
-        given = scales_v.astype(np.float64).ravel().tolist()
-        if len(given) != len(axes):
-            ctx.fail(f"scales has {len(given)} values for {len(axes)} axes")
+    else:
+        given = np.asarray(scales_v).astype(np.float64).ravel().tolist()
         for k, a in enumerate(axes):
             scales[a] = given[k]
-    else:
-        ctx.fail("Resize needs scales or sizes")
     if any(s <= 0 for s in scales):
         ctx.fail(f"scales must be positive, got {scales}")
     emit_resize(ctx, scales, roi, p)
