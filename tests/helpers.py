@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,3 +37,20 @@ def ort_run(model: onnx.ModelProto | str | Path, feeds: dict) -> list[np.ndarray
 
     src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def check_strict_c99(model: onnx.ModelProto, out: Path, cc: str, name: str) -> None:
+    """Export `model` as C to `out` and compile every .c file with `cc` in strict C99, warnings as errors."""
+    import emit
+
+    if shutil.which(cc) is None:
+        pytest.fail(f"{cc} is missing")
+    emit.export(model, target="c", out=out, name=name)
+    for src in sorted(out.glob("*.c")):
+        proc = subprocess.run(
+            [cc, "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O1", "-c", src.name, "-o", "/dev/null"],
+            cwd=out,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr

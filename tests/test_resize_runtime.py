@@ -5,8 +5,6 @@ onnx reference, agrees with the compile-time path (the same values as constants)
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +15,7 @@ from onnx.reference import ReferenceEvaluator
 
 import emit
 
-from .helpers import make_model, ort_run, tensor
+from .helpers import check_strict_c99, make_model, ort_run, tensor
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
 RNG = np.random.default_rng(7)
@@ -353,14 +351,4 @@ def test_upsample_with_runtime_scales(tmp_path):
 
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
 def test_strict_c99(tmp_path, cc):
-    if shutil.which(cc) is None:
-        pytest.fail(f"{cc} is missing")
-    emit.export(_model(CASES), target="c", out=tmp_path, name="rsr")
-    for src in sorted(tmp_path.glob("*.c")):
-        proc = subprocess.run(
-            [cc, "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O1", "-c", src.name, "-o", "/dev/null"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 0, proc.stderr
+    check_strict_c99(_model(CASES), tmp_path, cc, "rsr")

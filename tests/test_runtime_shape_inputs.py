@@ -5,8 +5,6 @@ when they disagree -- never reading or writing out of bounds."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +13,7 @@ from onnx import TensorProto, helper
 
 import emit
 
-from .helpers import init, make_model, ort_run, tensor
+from .helpers import check_strict_c99, init, make_model, ort_run, tensor
 
 I64, F32 = TensorProto.INT64, TensorProto.FLOAT
 BIG = np.iinfo(np.int64).max
@@ -323,17 +321,7 @@ def test_disagreeing_value_returns_error(combined, part):
 
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
 def test_strict_c99(tmp_path, cc):
-    if shutil.which(cc) is None:
-        pytest.fail(f"{cc} is missing")
-    emit.export(_combined_model(), target="c", out=tmp_path, name="rts")
-    for src in sorted(tmp_path.glob("*.c")):
-        proc = subprocess.run(
-            [cc, "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O1", "-c", src.name, "-o", "/dev/null"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 0, proc.stderr
+    check_strict_c99(_combined_model(), tmp_path, cc, "rts")
 
 
 def test_reflect_and_wrap_wider_than_the_input(tmp_path):

@@ -72,12 +72,9 @@ def _int_matmul(ctx: Lowering, y: Buffer, a: str, b: str, c: str, m: int, n: int
     )
 
 
-@op("MatMul")
-def lower_matmul(ctx: Lowering) -> None:
-    a, b, y = ctx.input(0), ctx.input(1), ctx.output(0)
-    dtype = np.dtype(y.dtype).name
-    if dtype not in FLOAT_KERNELS and dtype not in INT_MATMUL:
-        ctx.fail(f"dtype {dtype} is not supported (float32, float64, int32, int64, uint32, uint64 are)")
+def matmul_dims(ctx: Lowering, a: Buffer, b: Buffer):
+    """numpy matmul shapes: (A's shape, B's shape with a 1-D operand promoted to a matrix, M, K, N,
+    the broadcast batch shape); inner dimensions that differ fail."""
     ash = (1, *a.shape) if len(a.shape) == 1 else tuple(a.shape)
     bsh = (*b.shape, 1) if len(b.shape) == 1 else tuple(b.shape)
     m, k = ash[-2:]
@@ -85,6 +82,16 @@ def lower_matmul(ctx: Lowering) -> None:
     if bsh[-2] != k:
         ctx.fail(f"inner dimensions differ: {a.shape} @ {b.shape}")
     batch = tuple(np.broadcast_shapes(ash[:-2], bsh[:-2]))
+    return ash, bsh, m, k, n, batch
+
+
+@op("MatMul")
+def lower_matmul(ctx: Lowering) -> None:
+    a, b, y = ctx.input(0), ctx.input(1), ctx.output(0)
+    dtype = np.dtype(y.dtype).name
+    if dtype not in FLOAT_KERNELS and dtype not in INT_MATMUL:
+        ctx.fail(f"dtype {dtype} is not supported (float32, float64, int32, int64, uint32, uint64 are)")
+    ash, bsh, m, k, n, batch = matmul_dims(ctx, a, b)
     if y.size == 0:
         return
     a_st = [s * m * k for s in broadcast_strides(ash[:-2], batch)]

@@ -296,15 +296,18 @@ def lower_reverse_sequence(ctx: Lowering) -> None:
 # ---------------------------------------------------------------- scans along an axis
 
 
-@op("CumSum")
-def lower_cumsum(ctx: Lowering) -> None:
+def lower_scan(ctx: Lowering, name: str, identity: str, combine, need_rank: bool = False) -> None:
+    """CumSum / CumProd: y[t] = combine(acc, x[t]) along the axis of input 1 (a constant or read at run
+    time), starting from identity; combine(ctype, x_elem) gives the C expression of the next acc."""
     x, y = ctx.input(0), ctx.output(0)
     if x.dtype == np.bool_:
-        ctx.fail("CumSum of bool is not defined")
+        ctx.fail(f"{name} of bool is not defined")
     if y.size == 0:
         return
     exclusive, reverse = int(ctx.attr("exclusive", 0)), int(ctx.attr("reverse", 0))
     rank = len(x.shape)
+    if need_rank and rank == 0:
+        ctx.fail("input must have rank >= 1")
     axis_v = ctx.const(1)
     if axis_v is not None:
         axis = normalize_axis(int(np.asarray(axis_v).reshape(-1)[0]), rank)
@@ -324,17 +327,19 @@ def lower_cumsum(ctx: Lowering) -> None:
             f"const size_t n = dims[ax];\n"
         )
         outer, n, inner = "outer", "n", "inner"
+    nxt = combine(y.ctype, f"{ctx.ptr(x)}[p]")
     back = f"{n} - 1 - t" if reverse else "t"
-    step = (
-        f"{ctx.ptr(y)}[p] = acc; acc = ({y.ctype})(acc + {ctx.ptr(x)}[p]);"
-        if exclusive
-        else f"acc = ({y.ctype})(acc + {ctx.ptr(x)}[p]); {ctx.ptr(y)}[p] = acc;"
-    )
+    step = f"{ctx.ptr(y)}[p] = acc; acc = {nxt};" if exclusive else f"acc = {nxt}; {ctx.ptr(y)}[p] = acc;"
     ctx.emit(
         f"{head}for (size_t o = 0; o < {outer}; ++o) for (size_t i = 0; i < {inner}; ++i) {{\n"
-        f"{y.ctype} acc = 0;\n"
+        f"{y.ctype} acc = {identity};\n"
         f"for (size_t t = 0; t < {n}; ++t) {{ const size_t p = (o*{n} + {back})*{inner} + i; {step} }}\n}}"
     )
+
+
+@op("CumSum")
+def lower_cumsum(ctx: Lowering) -> None:
+    lower_scan(ctx, "CumSum", "0", lambda ct, xe: f"({ct})(acc + {xe})")
 
 
 def _better(dtype, largest: bool) -> str:

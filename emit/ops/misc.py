@@ -10,6 +10,7 @@ import numpy as np
 
 from ..ir import Buffer
 from .common import literal, math_fn, normalize_axis, strides
+from .index import lower_scan
 from .registry import Lowering
 from .shape import INDEX_ERROR, op, prod
 
@@ -38,48 +39,16 @@ def _floats(ctx: Lowering, *bufs: Buffer) -> None:
 
 @op("CumProd")
 def lower_cumprod(ctx: Lowering) -> None:
-    x, y = ctx.input(0), ctx.output(0)
-    if x.dtype == np.bool_:
-        ctx.fail("CumProd of bool is not defined")
-    if y.size == 0:
-        return
-    exclusive, reverse = int(ctx.attr("exclusive", 0)), int(ctx.attr("reverse", 0))
-    rank = len(x.shape)
-    if rank == 0:
-        ctx.fail("input must have rank >= 1")
-    axis_v = ctx.const(1)
-    if axis_v is not None:
-        axis = normalize_axis(int(np.asarray(axis_v).reshape(-1)[0]), rank)
-        if not 0 <= axis < rank:
-            ctx.fail(f"axis {axis} is out of range for rank {rank}")
-        outer, n, inner = (str(v) for v in (prod(x.shape[:axis]), x.shape[axis], prod(x.shape[axis + 1 :])))
-        head = ""
-    else:
-        # a run-time axis: the output shape does not depend on it, only the walk does
-        dims = ", ".join(str(d) for d in x.shape)
-        head = (
-            f"static const size_t dims[{rank}] = {{ {dims} }};\n"
-            f"int64_t ax = (int64_t){ctx.ptr(ctx.input(1))}[0];\n"
-            f"if (ax < 0) ax += {rank};\nif (ax < 0 || ax >= {rank}) {INDEX_ERROR}\n"
-            "size_t outer = 1, inner = 1;\n"
-            f"for (size_t d = 0; d < {rank}; ++d) {{ if ((int64_t)d < ax) outer *= dims[d]; else if ((int64_t)d > ax) inner *= dims[d]; }}\n"
-            "const size_t n = dims[ax];\n"
-        )
-        outer, n, inner = "outer", "n", "inner"
-    ct = y.ctype
-    if x.dtype.kind == "f":
-        mul = f"acc * {ctx.ptr(x)}[p]"
-    else:
+    x = ctx.input(0)
+
+    def mul(ct: str, xe: str) -> str:
+        if x.dtype.kind == "f":
+            return f"acc * {xe}"
         # unsigned arithmetic (at least 32 bits wide, so no promotion to int) wraps instead of overflowing
         ut = "uint64_t" if x.dtype.itemsize == 8 else "uint32_t"
-        mul = f"({ct})(({ut})acc * ({ut}){ctx.ptr(x)}[p])"
-    back = f"{n} - 1 - t" if reverse else "t"
-    step = f"{ctx.ptr(y)}[p] = acc; acc = {mul};" if exclusive else f"acc = {mul}; {ctx.ptr(y)}[p] = acc;"
-    ctx.emit(
-        f"{head}for (size_t o = 0; o < {outer}; ++o) for (size_t i = 0; i < {inner}; ++i) {{\n"
-        f"{ct} acc = 1;\n"
-        f"for (size_t t = 0; t < {n}; ++t) {{ const size_t p = (o*{n} + {back})*{inner} + i; {step} }}\n}}"
-    )
+        return f"({ct})(({ut})acc * ({ut}){xe})"
+
+    lower_scan(ctx, "CumProd", "1", mul, need_rank=True)
 
 
 @op("BitCast")
@@ -349,8 +318,15 @@ def lower_dft(ctx: Lowering) -> None:
     ]
     px, py = ctx.ptr(x), ctx.ptr(y)
     xim = f"{px}[q + 1]" if cin == 2 else "0"
-    if not inverse:
-        # X[k] = sum_t x[t] e^{-2 pi i k t / L} over the first min(nin, L) samples (zero padding past nin)
+    if not (inverse and onesided):
+        # X[k] = sum_t x[t] e^{-2 pi i k t / L} over the first min(nin, L) samples (zero padding past nin);
+        # the two-sided inverse takes e^{+2 pi i k t / L} and divides by L
+        if not inverse:
+            acc = "re += xr * cs[j] + xi * sn[j]; im += xi * cs[j] - xr * sn[j];"
+            store = f"{py}[p] = ({y.ctype})re; {py}[p + 1] = ({y.ctype})im;"
+        else:
+            acc = "re += xr * cs[j] - xi * sn[j]; im += xr * sn[j] + xi * cs[j];"
+            store = f"{py}[p] = ({y.ctype})(re / (double)L); {py}[p + 1] = ({y.ctype})(im / (double)L);"
         body = [
             "const int64_t nt = nin < L ? nin : L;",
             "for (size_t o = 0; o < outer; ++o) for (size_t i = 0; i < inner; ++i) for (int64_t k = 0; k < nout; ++k) {",
@@ -359,25 +335,10 @@ def lower_dft(ctx: Lowering) -> None:
             f"        const size_t q = ((o * (size_t)nin + (size_t)t) * inner + i) * {cin};",
             f"        const double xr = (double){px}[q], xi = (double){xim};",
             "        const size_t j = (size_t)((k * t) % L);",
-            "        re += xr * cs[j] + xi * sn[j]; im += xi * cs[j] - xr * sn[j];",
+            f"        {acc}",
             "    }",
             f"    const size_t p = ((o * (size_t)nout + (size_t)k) * inner + i) * {cout};",
-            f"    {py}[p] = ({y.ctype})re; {py}[p + 1] = ({y.ctype})im;",
-            "}",
-        ]
-    elif not onesided:
-        body = [
-            "const int64_t nt = nin < L ? nin : L;",
-            "for (size_t o = 0; o < outer; ++o) for (size_t i = 0; i < inner; ++i) for (int64_t k = 0; k < nout; ++k) {",
-            "    double re = 0, im = 0;",
-            "    for (int64_t t = 0; t < nt; ++t) {",
-            f"        const size_t q = ((o * (size_t)nin + (size_t)t) * inner + i) * {cin};",
-            f"        const double xr = (double){px}[q], xi = (double){xim};",
-            "        const size_t j = (size_t)((k * t) % L);",
-            "        re += xr * cs[j] - xi * sn[j]; im += xr * sn[j] + xi * cs[j];",
-            "    }",
-            f"    const size_t p = ((o * (size_t)nout + (size_t)k) * inner + i) * {cout};",
-            f"    {py}[p] = ({y.ctype})(re / (double)L); {py}[p + 1] = ({y.ctype})(im / (double)L);",
+            f"    {store}",
             "}",
         ]
     else:

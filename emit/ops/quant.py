@@ -13,6 +13,7 @@ import numpy as np
 from ..ir import Buffer, c_type
 from .common import broadcast_strides, index_expr, math_fn, normalize_axis
 from .conv import geometry
+from .gemm import matmul_dims
 from .registry import Lowering
 from .shape import op, prod
 
@@ -172,13 +173,7 @@ def lower_qlinear_matmul(ctx: Lowering) -> None:
         if np.dtype(buf.dtype).name not in ("int8", "uint8"):
             ctx.fail(f"dtype {buf.dtype.name} is not supported (int8 and uint8 are)")
     ft = _check_q(ctx, [1, 4, 6], y)
-    ash = (1, *a.shape) if len(a.shape) == 1 else tuple(a.shape)
-    bsh = (*b.shape, 1) if len(b.shape) == 1 else tuple(b.shape)
-    m, k = ash[-2:]
-    n = bsh[-1]
-    if bsh[-2] != k:
-        ctx.fail(f"inner dimensions differ: {a.shape} @ {b.shape}")
-    batch = tuple(np.broadcast_shapes(ash[:-2], bsh[:-2]))
+    ash, bsh, m, k, n, batch = matmul_dims(ctx, a, b)
     if y.size == 0:
         return
     col = {n: "j"}
