@@ -56,6 +56,16 @@ def lower_gather(ctx: Lowering) -> None:
     ctx.emit(f"for (size_t o = 0; o < {outer}; ++o) for (size_t j = 0; j < {m}; ++j) {{\n{body}\n}}")
 
 
+def _along_axis(ind_shape: tuple[int, ...], data_shape: tuple[int, ...], axis: int) -> tuple[str, str, int]:
+    """Addressing of the *Elements ops, looping i0.. over the indices: the position in the indices
+    (and updates/output), the data offset of every axis but `axis`, and the data stride along `axis`."""
+    ds = strides(data_shape)
+    vars_ = [f"i{k}" for k in range(len(data_shape))]
+    pos = affine(vars_, strides(ind_shape))
+    base = affine([v for k, v in enumerate(vars_) if k != axis], [st for k, st in enumerate(ds) if k != axis])
+    return pos, base, ds[axis]
+
+
 @op("GatherElements")
 def lower_gather_elements(ctx: Lowering) -> None:
     x, ind, y = ctx.input(0), ctx.input(1), ctx.output(0)
@@ -64,11 +74,8 @@ def lower_gather_elements(ctx: Lowering) -> None:
     axis = normalize_axis(int(ctx.attr("axis", 0)), rank)
     if y.size == 0:
         return
-    xs = strides(x.shape)
-    vars_ = [f"i{k}" for k in range(rank)]
-    pos = affine(vars_, strides(ind.shape))
-    base = affine([v for k, v in enumerate(vars_) if k != axis], [s for k, s in enumerate(xs) if k != axis])
-    body = read_index("ix", f"{ctx.ptr(ind)}[{pos}]", x.shape[axis]) + f"\n{ctx.ptr(y)}[{pos}] = {ctx.ptr(x)}[{base} + (size_t)ix*{xs[axis]}];"
+    pos, base, step = _along_axis(ind.shape, x.shape, axis)
+    body = read_index("ix", f"{ctx.ptr(ind)}[{pos}]", x.shape[axis]) + f"\n{ctx.ptr(y)}[{pos}] = {ctx.ptr(x)}[{base} + (size_t)ix*{step}];"
     ctx.emit(loops(ind.shape, body))
 
 
@@ -140,11 +147,8 @@ def lower_scatter_elements(ctx: Lowering) -> None:
     _copy_input(ctx, x, y)
     if ind.size == 0:
         return
-    ys = strides(y.shape)
-    vars_ = [f"i{k}" for k in range(rank)]
-    pos = affine(vars_, strides(ind.shape))
-    base = affine([v for k, v in enumerate(vars_) if k != axis], [s for k, s in enumerate(ys) if k != axis])
-    dst = f"{ctx.ptr(y)}[{base} + (size_t)ix*{ys[axis]}]"
+    pos, base, step = _along_axis(ind.shape, y.shape, axis)
+    dst = f"{ctx.ptr(y)}[{base} + (size_t)ix*{step}]"
     body = read_index("ix", f"{ctx.ptr(ind)}[{pos}]", x.shape[axis]) + "\n" + _combine(reduction, dst, f"{ctx.ptr(upd)}[{pos}]", y.dtype, False)
     ctx.emit(loops(ind.shape, body))
 

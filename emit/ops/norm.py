@@ -225,28 +225,31 @@ def _group_norm_code(
     )
 
 
-@op("InstanceNormalization")
-def lower_instance_norm(ctx: Lowering) -> None:
+def _channels_first(ctx: Lowering) -> tuple[Buffer, Buffer]:
+    """Input and output of a float op over an (N, C, spatial...) tensor."""
     x, y = ctx.input(0), ctx.output(0)
     _float_only(ctx, x)
     if len(x.shape) < 2:
         ctx.fail("input must have rank >= 2 (N, C, ...)")
+    return x, y
+
+
+@op("InstanceNormalization")
+def lower_instance_norm(ctx: Lowering) -> None:
+    x, y = _channels_first(ctx)
     if x.size == 0:
         return
     c = x.shape[1]
     scale, bias = ctx.input(1), ctx.input(2)
     if scale.size != c or bias.size != c:
         ctx.fail(f"scale and B must have {c} elements (one per channel)")
-    u, udt = ("double", np.dtype(np.float64)) if np.dtype(x.dtype) == np.float64 else ("float", np.dtype(np.float32))
+    u, udt = _compute_type(ctx, x)  # InstanceNormalization has no stash_type: x's own precision
     ctx.emit(_group_norm_code(ctx, x, y, c, scale, bias, True, float(ctx.attr("epsilon", 1e-5)), u, udt))
 
 
 @op("GroupNormalization")
 def lower_group_norm(ctx: Lowering) -> None:
-    x, y = ctx.input(0), ctx.output(0)
-    _float_only(ctx, x)
-    if len(x.shape) < 2:
-        ctx.fail("input must have rank >= 2 (N, C, ...)")
+    x, y = _channels_first(ctx)
     groups = int(ctx.attr("num_groups", 0))
     c = x.shape[1]
     if groups <= 0 or c % groups:
@@ -270,10 +273,7 @@ def lower_group_norm(ctx: Lowering) -> None:
 
 @op("LRN")
 def lower_lrn(ctx: Lowering) -> None:
-    x, y = ctx.input(0), ctx.output(0)
-    _float_only(ctx, x)
-    if len(x.shape) < 2:
-        ctx.fail("input must have rank >= 2 (N, C, ...)")
+    x, y = _channels_first(ctx)
     if x.size == 0:
         return
     size = int(ctx.attr("size", 0))
