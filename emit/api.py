@@ -14,21 +14,10 @@ from .runner import Model, load
 TARGETS = ("c", "native")
 
 
-def check_supported(prog: Program) -> None:
-    """Name every unsupported op at once, with its nodes."""
-    from .importer import unsupported_error
-    from .ops import unsupported_nodes
-
-    missing = unsupported_nodes(prog)
-    if missing:
-        raise unsupported_error(missing)
-
-
 def compile_program(model, shapes=None, dims=None, name: str | None = None) -> Program:
     """ONNX → planned, lowered IR."""
     prog = import_model(model, shapes=shapes, dims=dims, name=name)
     prog = optimize(prog)
-    check_supported(prog)
     prog = lower_program(prog)
     return plan_memory(prog)
 

@@ -61,7 +61,7 @@ def inspect_model(model, shapes, dims, name=None) -> dict:
     from collections import Counter
 
     from .importer import import_model
-    from .ops import lower_program, unsupported_nodes
+    from .ops import lower_program
     from .passes import optimize, plan_memory
     from .passes.plan_memory import naive_bytes, peak_live_bytes
 
@@ -71,13 +71,12 @@ def inspect_model(model, shapes, dims, name=None) -> dict:
         if not hasattr(exc, "nodes"):
             raise
         return {"model": str(model), "unsupported": [{"op": o, "domain": d, "node": n} for o, d, n in exc.nodes], "error": str(exc)}
-    missing = unsupported_nodes(prog)
+    # the importer has refused unsupported ops already; a lowering may still refuse an attribute or dtype
     lowering_error = None
-    if not missing:
-        try:
-            lower_program(prog)
-        except EmitError as exc:
-            lowering_error = str(exc)
+    try:
+        lower_program(prog)
+    except EmitError as exc:
+        lowering_error = str(exc)
     prog = plan_memory(prog)
 
     def t(n):
@@ -91,7 +90,7 @@ def inspect_model(model, shapes, dims, name=None) -> dict:
         "inputs": [t(i) for i in prog.inputs],
         "outputs": [t(o) for o in prog.outputs],
         "ops": dict(sorted(Counter(n.op_type for n in prog.nodes).items())),
-        "unsupported": [{"op": op, "domain": d, "node": nm} for op, d, nm in missing],
+        "unsupported": [],
         "lowering_error": lowering_error,
         "nodes": len(prog.nodes),
         "weight_bytes": prog.weight_bytes(),

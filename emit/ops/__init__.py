@@ -6,7 +6,7 @@ import re
 
 from ..ir import INPUT, OUTPUT, VIEW, WEIGHT, Program
 from . import registry
-from .registry import LOWERINGS, Lowering, is_supported, lower_node, op
+from .registry import Lowering, is_supported, lower_node, op
 
 _FAMILIES = ["copy", "elementwise", "shape", "gemm", "conv", "pool", "reduce", "norm", "resize", "rnn", "index", "quant", "misc"]
 
@@ -66,9 +66,4 @@ def lower_program(prog: Program) -> Program:
     return prog
 
 
-def unsupported_nodes(prog: Program) -> list[tuple[str, str, str]]:
-    """(op_type, domain, node name) of every node without a lowering."""
-    return [(n.op_type, n.domain, n.name) for n in prog.nodes if (n.domain, n.op_type) not in LOWERINGS]
-
-
-__all__ = ["op", "Lowering", "lower_program", "is_supported", "unsupported_nodes", "registry"]
+__all__ = ["op", "Lowering", "lower_program", "is_supported", "registry"]
