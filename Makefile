@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := gcc clang make cmake python3-venv python3-dev
+# Debian package for each tool the builds and tests use (a tool already on PATH is not reinstalled):
+# C compilers, emscripten (wasm), Chromium (browser test), QEMU + the Arm toolchain (Cortex-M), node/npm (Pyodide).
+APT_TOOLS := gcc:gcc clang:clang make:make cmake:cmake emcc:emscripten chromium:chromium \
+  qemu-system-arm:qemu-system-arm arm-none-eabi-gcc:gcc-arm-none-eabi node:nodejs npm:npm
 STAMP := $(VENV)/.installed
 
 .PHONY: all deps demo test conformance fetch-models lint clean help
@@ -16,15 +19,24 @@ help:
 	@echo "make fetch-models download the real models of tests/models.tsv into the cache"
 	@echo "make lint         ruff"
 
-# Debian packages: only when a tool is missing, so repeated runs stay fast.
+# Debian packages: only the missing ones, so repeated runs stay fast.
 .apt-checked:
-	@if ! command -v gcc >/dev/null || ! command -v clang >/dev/null || ! command -v cmake >/dev/null \
-	   || ! $(PYTHON) -c "import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'],'Python.h')))" \
-	   || ! $(PYTHON) -c "import venv, ensurepip" 2>/dev/null; then \
-	  echo "installing Debian packages: $(APT_PACKAGES)"; \
+	@missing=""; \
+	for pair in $(APT_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	test -f /usr/lib/arm-none-eabi/newlib/rdimon.specs || missing="$$missing libnewlib-arm-none-eabi"; \
+	$(PYTHON) -c "import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'],'Python.h')))" \
+	  || missing="$$missing python3-dev"; \
+	$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+	@touch $@
+
+# npm packages (Pyodide, run under node by the tests) into ./node_modules, pinned by package-lock.json.
+node_modules/.installed: package.json package-lock.json .apt-checked
+	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(STAMP): pyproject.toml .apt-checked
@@ -33,7 +45,7 @@ $(STAMP): pyproject.toml .apt-checked
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-deps: $(STAMP)
+deps: $(STAMP) node_modules/.installed
 
 demo: deps
 	$(PY) examples/demo.py
@@ -51,4 +63,4 @@ lint: deps
 	$(VENV)/bin/ruff check emit tests scripts examples
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build .pytest_cache node_modules

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .errors import EmitError
@@ -10,8 +11,9 @@ from .ir import Program
 from .ops import lower_program
 from .passes import optimize, plan_memory
 from .runner import Model, load
+from .targets import target_config
 
-TARGETS = ("c", "native")
+TARGETS = ("c", "native", "wasm", "pyodide", "cortex-m4", "cortex-m7")  # the bundled targets/*.toml
 
 
 def compile_program(model, shapes=None, dims=None, name: str | None = None) -> Program:
@@ -22,23 +24,47 @@ def compile_program(model, shapes=None, dims=None, name: str | None = None) -> P
     return plan_memory(prog)
 
 
-def export(model, target: str = "c", out: str | Path = "out", shapes=None, dims=None, name: str | None = None, quiet: bool = True) -> dict:
-    """Compile `model` (a path or ModelProto) into folder `out` for `target`; returns the manifest."""
+def export(
+    model,
+    target: str = "c",
+    out: str | Path = "out",
+    shapes=None,
+    dims=None,
+    name: str | None = None,
+    quiet: bool = True,
+    simd: bool = True,
+) -> dict:
+    """Compile `model` (a path or ModelProto) into folder `out` for `target`; returns the manifest.
+
+    Targets are the files of targets/: c (the folder only), native (cffi extension), wasm (model.wasm +
+    model.mjs), pyodide (a py3-none-any wheel with the .wasm), firmware kinds (cortex-m4, ...)."""
     from .codegen import write_c_folder
 
-    if target not in TARGETS:
-        raise EmitError(f"unknown target '{target}' (targets: {', '.join(TARGETS)})")
+    kind = target_config(target)["kind"]  # an unknown target is an EmitError listing the known ones
     prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model))
     out = Path(out)
     info = write_c_folder(prog, out, source=str(model) if not hasattr(model, "graph") else "model.onnx")
-    if target == "native":
+    if kind == "source":
+        return info
+    if kind == "cffi-extension":
         from .build.native import build_native
 
         build_native(out, quiet=quiet)
-        import json
+    elif kind in ("wasm", "pyodide-wheel"):
+        from .build.wasm import build_wasm
 
-        info = json.loads((out / "manifest.json").read_text())
-    return info
+        build_wasm(out, simd=simd, quiet=quiet)
+        if kind == "pyodide-wheel":
+            from .build.pyodide import build_wheel
+
+            build_wheel(out)
+    elif kind == "firmware":
+        from .build.firmware import build_firmware
+
+        build_firmware(out, target)
+    else:
+        raise EmitError(f"target '{target}': unknown kind '{kind}' in its TOML file")
+    return json.loads((out / "manifest.json").read_text())
 
 
 __all__ = ["export", "load", "compile_program", "Model"]

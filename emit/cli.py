@@ -47,14 +47,34 @@ def cmd_export(args) -> int:
     shapes, dims = _bindings(args)
     t0 = time.perf_counter()
     _progress(f"compiling {args.model} for target {args.target} ...")
-    info = export(args.model, target=args.target, out=args.out, shapes=shapes, dims=dims, name=args.name)
+    info = export(args.model, target=args.target, out=args.out, shapes=shapes, dims=dims, name=args.name, simd=not args.no_simd)
     dt = time.perf_counter() - t0
     files = ", ".join(info["sources"] + ["model.h", "manifest.json"])
     print(f"wrote {args.out}/ ({files}) in {dt:.1f}s")
-    if "native" in info:
-        print(f"built {args.out}/{info['native']['file']}")
     print(f"weights {info['weight_bytes']:,} bytes, arena {info['arena_bytes']:,} bytes")
+    for line in built_summary(info, args.out):
+        print(line)
     return EXIT_OK
+
+
+def built_summary(info: dict, out: str) -> list[str]:
+    """What the target's builder made, one line per artefact (the firmware report is several lines)."""
+    lines = []
+    if "native" in info:
+        lines.append(f"built {out}/{info['native']['file']}")
+    if "wasm" in info:
+        w = info["wasm"]
+        simd = "simd128" if w["simd"] else "no SIMD"
+        lines.append(f"built {out}/{w['file']} ({simd}): {w['wasm_bytes']:,} bytes = code {w['code_bytes']:,} + data "
+                     f"(weights) {w['data_bytes']:,}; linear memory {w['memory_bytes']:,} bytes")
+        lines.append(f"  loader {out}/{w['loader']} (+ model.d.ts), test page {out}/index.html (serve the folder over HTTP)")
+    if "pyodide" in info:
+        lines.append(f"built {out}/{info['pyodide']['wheel']} (py3-none-any: Pyodide, or CPython with wasmtime)")
+    fw = info.get("firmware")
+    if fw:
+        report = fw.get("report")
+        lines.extend(report.splitlines() if isinstance(report, str) else [f"built {out}/firmware"])
+    return lines
 
 
 def inspect_model(model, shapes, dims, name=None) -> dict:
@@ -173,13 +193,25 @@ def cmd_verify(args) -> int:
     return EXIT_OK if ok else EXIT_MISMATCH
 
 
+def _targets_help() -> str:
+    from .targets import available, target_config
+
+    try:
+        names = available()
+        listed = "; ".join(f"{n}: {target_config(n).get('description', '')}" for n in names)
+    except (FileNotFoundError, EmitError):
+        listed = "c, native"
+    return f"what to build (default: c). {listed}. A board is added by a file in targets/"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="onnx-emit", description="Compile ONNX models ahead of time into portable C99 with embedded weights.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("export", help="write the C folder for a target (and build it)", description="Compile MODEL into OUT/.")
     _model_options(p)
-    p.add_argument("--target", default="c", choices=["c", "native"], help="c: the C folder only; native: plus a built cffi extension (default: c)")
+    p.add_argument("--target", default="c", metavar="TARGET", help=_targets_help())
+    p.add_argument("--no-simd", action="store_true", help="wasm/pyodide: build without -msimd128, for engines without SIMD")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.set_defaults(fn=cmd_export)
 
