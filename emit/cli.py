@@ -43,8 +43,10 @@ def _bindings(args) -> tuple[dict, dict]:
 
 def cmd_export(args) -> int:
     from .api import export
+    from .targets import target_config
 
     shapes, dims = _bindings(args)
+    target_config(args.target)  # an unknown target is refused before any work
     t0 = time.perf_counter()
     _progress(f"compiling {args.model} for target {args.target} ...")
     info = export(args.model, target=args.target, out=args.out, shapes=shapes, dims=dims, name=args.name, simd=not args.no_simd)
@@ -239,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `onnx-emit ... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return EXIT_OK
     except Exception as exc:
         if os.environ.get("ONNX_EMIT_DEBUG"):
             raise
