@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+DEMO_ARGS ?=
 # Debian package for each tool the builds and tests use (a tool already on PATH is not reinstalled):
 # C compilers, emscripten (wasm), Chromium (browser test), QEMU + the Arm toolchain (Cortex-M), node/npm (Pyodide).
 APT_TOOLS := gcc:gcc clang:clang make:make cmake:cmake emcc:emscripten chromium:chromium \
@@ -13,7 +14,9 @@ STAMP := $(VENV)/.installed
 all: help
 
 help:
-	@echo "make demo         install what is needed, export the example model, run it beside onnxruntime"
+	@echo "make demo         install what is needed, export the example model, run it beside onnxruntime, then serve"
+	@echo "                  a page on http://127.0.0.1:8000/digits.html to draw digits for its wasm build (Ctrl-C stops;"
+	@echo "                  make demo DEMO_ARGS=--no-serve builds without serving)"
 	@echo "make test         install what is needed, run the whole test suite"
 	@echo "make conformance  regenerate SUPPORTED_OPS.md from the ONNX backend node cases"
 	@echo "make fetch-models download the real models of tests/models.tsv into the cache"
@@ -48,7 +51,7 @@ $(STAMP): pyproject.toml .apt-checked
 deps: $(STAMP) node_modules/.installed
 
 demo: deps
-	$(PY) examples/demo.py
+	$(PY) examples/demo.py $(DEMO_ARGS)
 
 fetch-models: deps
 	$(PY) scripts/fetch_models.py --all
