@@ -51,12 +51,13 @@ def export(
 
         build_native(out, quiet=quiet)
     elif kind in ("wasm", "pyodide-wheel"):
+        from .build.pyodide import build_wheel, package_name
         from .build.wasm import build_wasm
 
+        if kind == "pyodide-wheel":
+            package_name(info)  # a name Python cannot import is refused before the build
         build_wasm(out, simd=simd, quiet=quiet)
         if kind == "pyodide-wheel":
-            from .build.pyodide import build_wheel
-
             build_wheel(out)
     elif kind == "firmware":
         from .build.firmware import build_firmware

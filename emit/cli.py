@@ -169,8 +169,8 @@ def cmd_verify(args) -> int:
     shapes, dims = _bindings(args)
     with tempfile.TemporaryDirectory(prefix="onnx-emit-verify-") as tmp:
         t0 = time.perf_counter()
-        _progress(f"building {args.model} natively ...")
-        export(args.model, target="native", out=tmp, shapes=shapes, dims=dims, name=args.name)
+        _progress(f"building {args.model} for {args.target} ...")
+        export(args.model, target=args.target, out=tmp, shapes=shapes, dims=dims, name=args.name)
         model = load(tmp)
         _progress(f"built in {time.perf_counter() - t0:.1f}s; running onnx-emit and onnxruntime ...")
         if args.inputs:
@@ -222,12 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_inspect)
 
-    p = sub.add_parser("verify", help="build natively and compare every output with onnxruntime", description="Exit 0 pass, 1 mismatch, 2 bad input.")
+    p = sub.add_parser("verify", help="build (natively or to wasm) and compare every output with onnxruntime", description="Exit 0 pass, 1 mismatch, 2 bad input.")
     _model_options(p)
     p.add_argument("--inputs", metavar="IN.npz", help="inputs by name (default: seeded random)")
     p.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance, scaled by max(1, max|reference|) (default 1e-4)")
     p.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance (default 1e-5)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default 0)")
+    p.add_argument("--target", choices=["native", "wasm"], default="native",
+                   help="run the cffi build (native, default) or model.wasm through wasmtime (wasm)")
     p.set_defaults(fn=cmd_verify)
     return parser
 

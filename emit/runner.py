@@ -120,5 +120,47 @@ class Model(NativeFunction):
         return f"<emit.Model {self.info['prefix']} inputs={self.inputs} outputs={self.outputs}>"
 
 
-def load(folder: str | Path) -> Model:
+class WasmModel(NativeFunction):
+    """A model exported with target wasm or pyodide: model.wasm run through wasmtime (emit.wasm_runner), with the
+    native runner's argument binding and checks."""
+
+    def __init__(self, folder: str | Path, info: dict) -> None:
+        from . import wasm_runner
+
+        self.folder = Path(folder)
+        self.info = info
+        self.inputs = [TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in info["inputs"]]
+        self.outputs = [TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in info["outputs"]]
+        try:
+            self._instance = wasm_runner.open_instance(self.folder, backend="wasmtime")[1]
+        except ImportError as exc:
+            raise EmitError(f"{folder}: {exc}") from None
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise EmitError(f"{folder}: cannot load {info['wasm'].get('file', 'model.wasm')}: {exc}") from None
+
+    def run(self, *args, **kwargs) -> dict[str, np.ndarray]:
+        arrays = self.bind(args, kwargs)
+        # the module's buffers are little-endian whatever the host
+        data = [np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes() for a in arrays]
+        outs = self._instance.run_bytes(data)
+        return {s.name: np.frombuffer(b, dtype=np.dtype(s.dtype).newbyteorder("<")).astype(s.dtype).reshape(s.shape)
+                for s, b in zip(self.outputs, outs)}
+
+    __call__ = run
+
+    def __repr__(self) -> str:
+        return f"<emit.WasmModel {self.info['prefix']} (wasmtime) inputs={self.inputs} outputs={self.outputs}>"
+
+
+def load(folder: str | Path) -> Model | WasmModel:
+    """The model exported into `folder`: the cffi extension (target native), else model.wasm through wasmtime
+    (targets wasm and pyodide)."""
+    folder = Path(folder)
+    mf = folder / "manifest.json"
+    if mf.is_file():
+        info = json.loads(mf.read_text())
+        if not info.get("native") and info.get("wasm"):
+            return WasmModel(folder, info)
+        if not info.get("native"):
+            raise EmitError(f"{folder}: not built for native or wasm; export with --target native, wasm or pyodide")
     return Model(folder)

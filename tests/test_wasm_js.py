@@ -142,3 +142,11 @@ def test_generated_c_is_strict_c99_under_emcc(model_id, tmp_path):
         proc = subprocess.run([emcc, "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O1", "-msimd128", "-c", src.name,
                                "-o", "/dev/null"], cwd=tmp_path, capture_output=True, text=True)
         assert proc.returncode == 0, f"{src.name}: {proc.stderr[-2000:]}"
+
+
+def test_verify_runs_the_wasm_build(tmp_path):
+    from .helpers import run_cli
+
+    proc = run_cli("verify", DIGITS, "--dim", "N=4", "--target", "wasm", "--rtol", "1e-4", "--atol", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "for wasm" in proc.stderr and proc.stdout.strip().endswith("PASS")
