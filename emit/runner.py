@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EmitError
+from .wasm_runner import bind_feeds
 
 _CFFI_TYPES = {
     "float32": "float", "float64": "double", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
@@ -61,23 +62,7 @@ class NativeFunction:
         return np.ascontiguousarray(arr)
 
     def bind(self, args: tuple, kwargs: dict) -> list[np.ndarray]:
-        names = [s.name for s in self.inputs]
-        if len(args) == 1 and isinstance(args[0], dict) and not kwargs:
-            feeds = dict(args[0])
-        else:
-            if len(args) > len(names):
-                raise ValueError(f"model takes {len(names)} input(s) ({', '.join(names)}), got {len(args)}")
-            feeds = dict(zip(names, args))
-            for k, v in kwargs.items():
-                if k in feeds:
-                    raise ValueError(f"input '{k}' given twice")
-                feeds[k] = v
-        unknown = [k for k in feeds if k not in names]
-        if unknown:
-            raise ValueError(f"unknown input '{unknown[0]}' (inputs: {', '.join(names)})")
-        missing = [n for n in names if n not in feeds]
-        if missing:
-            raise ValueError(f"missing input '{missing[0]}' (expected {', '.join(names)})")
+        feeds = bind_feeds([s.name for s in self.inputs], args, kwargs)
         return [self._check(s, feeds[s.name]) for s in self.inputs]
 
     def run(self, *args, **kwargs) -> dict[str, np.ndarray]:

@@ -388,6 +388,28 @@ class WasmInstance:
         return [self.host.read(ptr, spec.nbytes) for spec, ptr in zip(self.outputs, self._out_ptr)]
 
 
+def bind_feeds(names: list[str], args: tuple, kwargs: dict) -> dict[str, Any]:
+    """run({name: value}), run(*values) or run(name=value) → {name: value}, every input given exactly once.
+    (The native runner and the firmware runner use this too: this file must stay stdlib-only.)"""
+    if len(args) == 1 and isinstance(args[0], dict) and not kwargs:
+        feeds = dict(args[0])
+    else:
+        if len(args) > len(names):
+            raise ValueError(f"model takes {len(names)} input(s) ({', '.join(names)}), got {len(args)}")
+        feeds = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k in feeds:
+                raise ValueError(f"input '{k}' given twice")
+            feeds[k] = v
+    unknown = [k for k in feeds if k not in names]
+    if unknown:
+        raise ValueError(f"unknown input '{unknown[0]}' (inputs: {', '.join(names)})")
+    missing = [n for n in names if n not in feeds]
+    if missing:
+        raise ValueError(f"missing input '{missing[0]}' (expected {', '.join(names)})")
+    return feeds
+
+
 def read_manifest(folder: str | Path) -> dict:
     path = Path(folder) / "manifest.json"
     if not path.is_file():
@@ -431,24 +453,7 @@ class Model:
         self._instance = instance
 
     def bind(self, args: tuple, kwargs: dict) -> dict[str, Any]:
-        names = [s.name for s in self.inputs]
-        if len(args) == 1 and isinstance(args[0], dict) and not kwargs:
-            feeds = dict(args[0])
-        else:
-            if len(args) > len(names):
-                raise ValueError(f"model takes {len(names)} input(s) ({', '.join(names)}), got {len(args)}")
-            feeds = dict(zip(names, args))
-            for k, v in kwargs.items():
-                if k in feeds:
-                    raise ValueError(f"input '{k}' given twice")
-                feeds[k] = v
-        unknown = [k for k in feeds if k not in names]
-        if unknown:
-            raise ValueError(f"unknown input '{unknown[0]}' (inputs: {', '.join(names)})")
-        missing = [n for n in names if n not in feeds]
-        if missing:
-            raise ValueError(f"missing input '{missing[0]}' (expected {', '.join(names)})")
-        return feeds
+        return bind_feeds([s.name for s in self.inputs], args, kwargs)
 
     def run(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         feeds = self.bind(args, kwargs)

@@ -29,6 +29,7 @@ from ..errors import EmitError
 from ..ir import c_type
 from ..resources import asset_dir
 from ..targets import target_config
+from ..wasm_runner import bind_feeds
 
 # weight arrays of model.c are `static const ... w<n>_<name>`; with -fdata-sections each is section .rodata.w<n>_*
 WEIGHT_SYMBOL = re.compile(r"^w\d+_")
@@ -439,15 +440,9 @@ def _manifest(out: Path) -> dict:
 
 def _input_bytes(info: dict, feeds: dict[str, Any]) -> bytes:
     """The inputs as the firmware reads them: raw little-endian, in the manifest's order; checked first."""
-    names = [t["name"] for t in info["inputs"]]
     if not isinstance(feeds, dict):
         raise TypeError(f"feeds must be a dict {{input name: array}}, got {type(feeds).__name__}")
-    unknown = [k for k in feeds if k not in names]
-    if unknown:
-        raise ValueError(f"unknown input '{unknown[0]}' (inputs: {', '.join(names)})")
-    missing = [n for n in names if n not in feeds]
-    if missing:
-        raise ValueError(f"missing input '{missing[0]}' (expected {', '.join(names)})")
+    feeds = bind_feeds([t["name"] for t in info["inputs"]], (feeds,), {})
     chunks = []
     for t in info["inputs"]:
         value, dt = feeds[t["name"]], np.dtype(t["dtype"])
