@@ -474,10 +474,21 @@ def run_cases(
             shutil.rmtree(work, ignore_errors=True)
         elif keep:
             say(f"work files kept in {work}")
-    return [
+    results = [
         CaseResult(c.name, model_ops(c.model), groups.get(c.name, "?"), *outcome.get(c.name, (False, "no result")))
         for _, c in cases
     ]
+    for r in results:
+        if not r.passed and r.name in REFERENCE_DISAGREES and r.reason.startswith("wrong values"):
+            r.reason = f"{REFERENCE_DISAGREES[r.name]} ({r.reason})"
+    return results
+
+
+# cases whose expected outputs (onnx's reference) differ from onnxruntime, which onnx-emit follows
+REFERENCE_DISAGREES = {
+    "test_maxunpool_export_with_output_shape": "expected values are onnx's reference, which scatters into the inferred "
+    "shape and pads it; onnxruntime and PyTorch (followed here) read the indices in the output_shape layout",
+}
 
 
 def run_suite(pattern: str | None = None, **kw: Any) -> list[CaseResult]:

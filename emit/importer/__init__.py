@@ -13,6 +13,7 @@ from ..errors import EmitError, UnsupportedError, node_label
 from ..ir import ARENA, INPUT, OUTPUT, WEIGHT, Buffer, Node, Program, is_supported_dtype
 from .bind import bind_input_shapes, declared_names, declared_shapes
 from .functions import expand_function
+from .hints import shape_from_consumers
 from .load import load_model, opset_of
 from .static import Value, _np_dtype, attr_value, infer_node, try_fold
 
@@ -84,7 +85,9 @@ def import_model(
             unsupported.append((proto.op_type, proto.domain, proto.name))
             unknown.update(proto.output)
             continue
-        outs = infer_node(proto, values, opsets, declared)
+        # an output shape left open by a runtime value may be read off the declared tensors downstream
+        hint = lambda o, known, n=proto: shape_from_consumers(o, known, work, values, declared, n)  # noqa: E731
+        outs = infer_node(proto, values, opsets, declared, hint=hint)
         for out, val in zip(proto.output, outs):
             if out and val is not None:
                 values[out] = val
@@ -110,6 +113,10 @@ def unsupported_error(missing: list[tuple[str, str, str]]) -> UnsupportedError:
     for op_type, domain, node in missing:
         by_op.setdefault(f"{domain}::{op_type}" if domain else op_type, []).append(f"'{node}'")
     parts = [f"{op} (node{'s' if len(ns) > 1 else ''} {', '.join(ns[:3])}{', ...' if len(ns) > 3 else ''})" for op, ns in by_op.items()]
+    from ..ops.registry import why_unsupported
+
+    why = {k: why_unsupported(*reversed(k.split("::", 1))) if "::" in k else why_unsupported(k) for k in by_op}
+    parts = [p + (f": {why[k]}" if why[k] else "") for p, k in zip(parts, by_op)]
     err = UnsupportedError(f"unsupported operator{'s' if len(parts) > 1 else ''}: {'; '.join(parts)}")
     err.nodes = missing  # type: ignore[attr-defined]
     return err
@@ -120,6 +127,8 @@ def _build_program(name, values, runtime, input_names, output_names, opset) -> P
 
     def add(vname: str, storage: str) -> None:
         v = values[vname]
+        if np.dtype(v.dtype).kind in "OSU":
+            raise UnsupportedError(f"tensor '{vname}' holds strings; string tensors are not supported")
         if not is_supported_dtype(v.dtype):
             raise UnsupportedError(f"tensor '{vname}' has dtype {np.dtype(v.dtype).name}, which is not supported yet")
         data = np.ascontiguousarray(v.const) if storage == WEIGHT else None

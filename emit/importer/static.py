@@ -64,12 +64,20 @@ def _single_node_model(node: onnx.NodeProto, values: dict[str, Value], opsets, w
 # ops whose onnx inference gives nothing or fails (function bodies with defaulted attributes);
 # their one output has the type and shape of input 0
 SAME_AS_INPUT = {"GroupNormalization", "MeanVarianceNormalization"}
+# ops whose output length is set by the input's values, not by a shape input
+DATA_DEPENDENT = {"Unique", "NonZero", "Compress", "NonMaxSuppression", "StringSplit"}
 
 
-def infer_node(node: onnx.NodeProto, values: dict[str, Value], opsets, declared: dict | None = None) -> list[Value | None]:
+def infer_node(node: onnx.NodeProto, values: dict[str, Value], opsets, declared: dict | None = None, hint=None) -> list[Value | None]:
     """Static output types of one node, or raise naming the node. Where inference leaves a shape open
-    (it depends on a runtime value), a static shape the model declares for that output is used."""
+    (it depends on a runtime value), a static shape the model declares for that output is used, or
+    else the one `hint(name, known_dims)` reads off its consumers (importer/hints.py)."""
     declared = declared or {}
+    from .rules import shape_rule
+
+    ruled = shape_rule(node, values)
+    if ruled is not None:
+        return ruled
     if node.op_type in SAME_AS_INPUT and node.domain in ("", "ai.onnx") and len(node.output) == 1 and node.input[0] in values:
         x = values[node.input[0]]
         return [Value(x.dtype, tuple(x.shape))]
@@ -91,6 +99,12 @@ def infer_node(node: onnx.NodeProto, values: dict[str, Value], opsets, declared:
         if tt is None or not tt.elem_type:
             raise UnsupportedError(f"node {label}: output '{o}' is not a tensor or has unknown type")
         open_shape = not tt.HasField("shape") or any(not d.HasField("dim_value") for d in tt.shape.dim)
+        if open_shape and o not in declared and hint is not None:
+            known = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim] if tt.HasField("shape") else None
+            implied = hint(o, known)
+            if implied is not None:
+                result.append(Value(_np_dtype(tt.elem_type), tuple(implied)))
+                continue
         if open_shape and o in declared:
             known = tt.shape.dim if tt.HasField("shape") else None
             want = declared[o]
@@ -98,6 +112,11 @@ def infer_node(node: onnx.NodeProto, values: dict[str, Value], opsets, declared:
                 raise EmitError(f"node {label}: output '{o}' is declared as {list(want)}, which contradicts shape inference")
             result.append(Value(_np_dtype(tt.elem_type), tuple(want)))
             continue
+        if open_shape and node.op_type in DATA_DEPENDENT and node.domain in ("", "ai.onnx"):
+            raise UnsupportedError(
+                f"node {label}: output '{o}' has no static shape (how many elements {node.op_type} returns depends on "
+                f"the input's values; declare the output's shape in the model or bind it with --shape {o}=DxD...)"
+            )
         if open_shape:
             raise UnsupportedError(
                 f"node {label}: output '{o}' has no static shape (it depends on runtime values; "
@@ -132,6 +151,9 @@ def try_fold(node: onnx.NodeProto, values: dict[str, Value], opsets) -> list[np.
     """The node's outputs if they are known before run time."""
     if node.op_type in _NEVER_FOLD or node.domain not in ("", "ai.onnx"):
         return None
+    if node.op_type == "DequantizeLinear" and node.input and node.input[0] in values \
+            and np.dtype(values[node.input[0]].dtype).name in ("int8", "uint8"):
+        return None  # an int8 QDQ weight stays integer so passes/qdq.py can compute in integers; it folds the rest
     if node.op_type == "Constant":
         a = node.attribute[0]
         val = attr_value(a)

@@ -264,3 +264,69 @@ def lower_conv_integer(ctx: Lowering) -> None:
         "}",
     ]
     ctx.emit("\n".join(lines))
+
+
+# ---------------------------------------------------------------- DeformConv
+
+
+@op("DeformConv")
+def lower_deform_conv(ctx: Lowering) -> None:
+    """2-D deformable convolution: every kernel tap samples X bilinearly (zero outside) at its grid
+    position plus a learned offset, scaled by the optional mask -- onnx's reference (GridSample with
+    align_corners=1 per tap) written as one loop nest."""
+    x, w, off, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
+    if len(x.shape) != 4:
+        ctx.fail(f"only 2-D DeformConv is supported (X has shape {x.shape})")
+    if x.dtype.kind != "f":
+        ctx.fail(f"dtype {x.dtype.name} is not supported")
+    n, ic, ih, iw = x.shape
+    oc, icg, kh, kw = w.shape
+    _, _, oh, ow = y.shape
+    group, og = int(ctx.attr("group", 1)), int(ctx.attr("offset_group", 1))
+    ks = [int(v) for v in ctx.attr("kernel_shape", [kh, kw])]
+    st = [int(v) for v in ctx.attr("strides", [1, 1])]
+    dl = [int(v) for v in ctx.attr("dilations", [1, 1])]
+    pads = [int(v) for v in ctx.attr("pads", [0, 0, 0, 0])]
+    if ks != [kh, kw] or ic != icg * group or oc % group or ic % og:
+        ctx.fail(f"shapes X {x.shape}, W {w.shape} do not fit group {group}, offset_group {og}, kernel {ks}")
+    if tuple(off.shape) != (n, og * kh * kw * 2, oh, ow):
+        ctx.fail(f"offset shape {off.shape} is not {(n, og * kh * kw * 2, oh, ow)}")
+    mask = ctx.input(4) if ctx.has_input(4) else None
+    if mask is not None and tuple(mask.shape) != (n, og * kh * kw, oh, ow):
+        ctx.fail(f"mask shape {mask.shape} is not {(n, og * kh * kw, oh, ow)}")
+    bias = ctx.input(3) if ctx.has_input(3) else None
+    if y.size == 0:
+        return
+    t = x.ctype
+    ocg, icpo, pix = oc // group, ic // og, oh * ow
+    fl = math_fn("floor", x.dtype)
+    one = literal(1, x.dtype)
+    m_term = f" * {ctx.ptr(mask)}[((b*{og} + g)*{kh * kw} + ki*{kw} + kj)*{pix} + p]" if mask is not None else ""
+    b_init = f"{ctx.ptr(bias)}[o]" if bias is not None else literal(0, x.dtype)
+    xp, wp, opp, yp = ctx.ptr(x), ctx.ptr(w), ctx.ptr(off), ctx.ptr(y)
+    ctx.emit(
+        f"for (size_t b = 0; b < {n}; ++b) for (size_t o = 0; o < {oc}; ++o) for (size_t i = 0; i < {oh}; ++i) for (size_t j = 0; j < {ow}; ++j) {{\n"
+        f"    const size_t p = i*{ow} + j;\n"
+        f"    {t} acc = {b_init};\n"
+        f"    for (size_t cc = 0; cc < {icg}; ++cc) {{\n"
+        f"        const size_t c = (o / {ocg})*{icg} + cc, g = c / {icpo};\n"
+        f"        const {t} *xc = {xp} + (b*{ic} + c)*{ih * iw};\n"
+        f"        for (size_t ki = 0; ki < {kh}; ++ki) for (size_t kj = 0; kj < {kw}; ++kj) {{\n"
+        f"            const size_t oi = ((b*{og} + g)*{kh * kw} + ki*{kw} + kj)*2;\n"
+        f"            const {t} ph = ({t})((long)(i*{st[0]} + ki*{dl[0]}) - {pads[0]}) + {opp}[oi*{pix} + p];\n"
+        f"            const {t} pw = ({t})((long)(j*{st[1]} + kj*{dl[1]}) - {pads[1]}) + {opp}[(oi + 1)*{pix} + p];\n"
+        f"            const {t} fh = {fl}(ph), fw = {fl}(pw), lh = ph - fh, lw = pw - fw;\n"
+        f"            {t} v = 0;\n"
+        "            if (fh > -2 && fh < " + str(ih) + " && fw > -2 && fw < " + str(iw) + ") {\n"
+        "                const long h0 = (long)fh, w0 = (long)fw;\n"
+        f"                if (h0 >= 0 && w0 >= 0) v += ({one} - lh) * ({one} - lw) * xc[h0*{iw} + w0];\n"
+        f"                if (h0 >= 0 && w0 + 1 < {iw}) v += ({one} - lh) * lw * xc[h0*{iw} + w0 + 1];\n"
+        f"                if (h0 + 1 < {ih} && w0 >= 0) v += lh * ({one} - lw) * xc[(h0 + 1)*{iw} + w0];\n"
+        f"                if (h0 + 1 < {ih} && w0 + 1 < {iw}) v += lh * lw * xc[(h0 + 1)*{iw} + w0 + 1];\n"
+        "            }\n"
+        f"            acc += {wp}[((o*{icg} + cc)*{kh} + ki)*{kw} + kj] * v{m_term};\n"
+        "        }\n"
+        "    }\n"
+        f"    {yp}[((b*{oc} + o)*{oh} + i)*{ow} + j] = acc;\n"
+        "}"
+    )

@@ -69,9 +69,4 @@ def lower_copy(ctx: Lowering) -> None:
     emit_copy(ctx, ctx.input(0), ctx.output(0))
 
 
-@op("Dropout")
-def lower_dropout(ctx: Lowering) -> None:
-    emit_copy(ctx, ctx.input(0), ctx.output(0))
-    if ctx.has_output(1):
-        mask = ctx.output(1)
-        ctx.emit(f"for (size_t i = 0; i < {mask.size}; ++i) {ctx.ptr(mask)}[i] = 1;")
+# Dropout: emit/ops/training.py (inference mode is a copy; training mode draws numpy's MT19937 mask)

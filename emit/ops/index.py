@@ -1,7 +1,7 @@
 """Indexing with run-time indices: Gather, GatherElements, GatherND, Scatter/ScatterElements/ScatterND,
 OneHot, Compress, ReverseSequence; scans along an axis: CumSum, TopK, ArgMax/ArgMin; and the ops whose
-output shape depends on data (Compress, NonZero), which work at run time when the output's static
-shape is declared (the C counts and checks), and Unique, which only works when folded.
+output shape depends on data (Compress, NonZero, Unique), which work at run time when the output's
+static shape is declared (the C counts and checks).
 
 A run-time index outside its axis, or a runtime value (K, depth, condition) that disagrees with the
 static output shape, makes <prefix>_run return 1 (we never read or write out of bounds)."""
@@ -447,6 +447,75 @@ def lower_nonzero(ctx: Lowering) -> None:
 
 @op("Unique")
 def lower_unique(ctx: Lowering) -> None:
-    ctx.fail("the output shape of Unique depends on the input values; it only works when its input is a constant (then it is folded)")
+    """The number of unique items is static only when the model declares it (or --shape binds it, or the
+    axis has at most one item): the C finds the items in first-occurrence order, checks their count,
+    then sorts them (sorted=1: lexicographically over the item's elements, NaN last, as numpy)."""
+    x, y = ctx.input(0), ctx.output(0)
+    axis = ctx.attr("axis")
+    if axis is None:
+        outer, n, inner = 1, x.size, 1
+    else:
+        ax = normalize_axis(int(axis), len(x.shape))
+        outer, n, inner = _split(x.shape, ax)
+    m = y.size if axis is None else y.shape[ax]
+    if outer * m * inner != y.size:
+        ctx.fail(f"output shape {y.shape} does not fit input {x.shape}")
+    if n == 0:
+        ctx.emit(f"if ({m} != 0) {SHAPE_ERROR}" if m else "/* empty */")
+        return
+    xp, t = ctx.ptr(x), x.ctype
+    uniq = ctx.scratch(8 * n, np.int64)  # first index of each unique item, in first-occurrence order
+    inv = ctx.scratch(8 * n, np.int64)  # each item's unique rank
+    cnt = ctx.scratch(8 * n, np.int64)
+    if is_float(x.dtype):
+        eq, lt = "(a == b || (a != a && b != b))", "(a < b || (a == a && b != b))"
+    else:
+        eq, lt = "a == b", "a < b"
+    # items p and q (item indices) compared element by element over (outer, inner)
+    walk = f"for (size_t o = 0; o < {outer} && r == 0; ++o) for (size_t i = 0; i < {inner} && r == 0; ++i) {{"
+    elem = f"const {t} a = {xp}[(o*{n} + (size_t)p)*{inner} + i], b = {xp}[(o*{n} + (size_t)q)*{inner} + i];"
+    code = [
+        "size_t nu = 0;",
+        f"for (size_t k = 0; k < {n}; ++k) {{",
+        "    size_t u = 0;",
+        "    for (; u < nu; ++u) {",
+        f"        const int64_t p = {uniq}[u], q = (int64_t)k; int r = 0;",
+        f"        {walk} {elem} if (!({eq})) r = 1; }}",
+        "        if (r == 0) break;",
+        "    }",
+        f"    if (u == nu) {{ if (nu == {m}) {SHAPE_ERROR} {uniq}[nu] = (int64_t)k; {cnt}[nu] = 0; ++nu; }}",
+        f"    {inv}[k] = (int64_t)u; ++{cnt}[u];",
+        "}",
+        f"if (nu != {m}) {SHAPE_ERROR}",
+    ]
+    if int(ctx.attr("sorted", 1)) and m > 1:
+        # insertion sort of the unique items; `rank` maps first-occurrence rank -> sorted rank
+        rank = ctx.scratch(8 * m, np.int64)
+        code += [
+            f"for (size_t u = 1; u < {m}; ++u) {{",
+            f"    const int64_t q = {uniq}[u], c = {cnt}[u];",
+            "    size_t j = u;",
+            "    for (; j > 0; --j) {",
+            f"        const int64_t p = {uniq}[j - 1]; int r = 0;",
+            f"        {walk} {elem} if ({lt}) r = 1; else if (!({eq})) r = 2; }}",
+            "        if (r != 2) break;",
+            f"        {uniq}[j] = {uniq}[j - 1]; {cnt}[j] = {cnt}[j - 1];",
+            "    }",
+            f"    {uniq}[j] = q; {cnt}[j] = c;",
+            "}",
+            f"for (size_t u = 0; u < {m}; ++u) {rank}[{inv}[{uniq}[u]]] = (int64_t)u;",
+            f"for (size_t k = 0; k < {n}; ++k) {inv}[k] = {rank}[{inv}[k]];",
+        ]
+    if y.size:
+        copy = copy_elems(f"{ctx.ptr(y)} + (o*{m} + u)*{inner}", f"{xp} + (o*{n} + (size_t){uniq}[u])*{inner}", inner, y.dtype.itemsize)
+        code.append(f"for (size_t o = 0; o < {outer}; ++o) for (size_t u = 0; u < {m}; ++u) {{\n{copy}\n}}")
+    outs = {1: (uniq, m), 2: (inv, n), 3: (cnt, m)}
+    for k, (src, length) in outs.items():
+        if ctx.has_output(k):
+            b = ctx.output(k)
+            if b.size != length:
+                ctx.fail(f"output {k} has shape {b.shape}, expected ({length},)")
+            code.append(f"for (size_t u = 0; u < {length}; ++u) {ctx.ptr(b)}[u] = {src}[u];")
+    ctx.emit("\n".join(code))
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..ir import Buffer, c_type
 from .common import index_expr, is_float, literal, math_fn, normalize_axis, strides
 from .registry import Lowering, op
+from .shape import SHAPE_ERROR
 
 
 def axis_groups(shape: tuple[int, ...], reduced: set[int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -194,7 +195,8 @@ def _axes_mask_code(ctx: Lowering, rank: int) -> str:
         f"for (size_t k = 0; k < {ax.size}; ++k) {{\n"
         f"    int64_t a = (int64_t){ctx.ptr(ax)}[k];\n"
         f"    if (a < 0) a += {rank};\n"
-        f"    if (a >= 0 && a < {rank}) mask |= (uint64_t)1 << a;\n"
+        f"    if (a < 0 || a >= {rank}) {SHAPE_ERROR}\n"
+        "    mask |= (uint64_t)1 << a;\n"
         "}" + (f"\nmask &= ~UINT64_C({ones});" if ones else "")
     )
 
@@ -217,16 +219,20 @@ def lower_reduce(ctx: Lowering) -> None:
             ctx.fail(f"{ctx.node.op_type} of dtype {np.dtype(x.dtype).name} is not supported")
         code = reduction_code(x, y, ctx.ptr(x), ctx.ptr(y), red, spec, two_pass_max=kind == "LogSumExp")
         codes.append((sum(1 << a for a in red if x.shape[a] != 1), code))
-    if len(codes) == 1:
+    if not _runtime_axes(ctx):
         ctx.emit(codes[0][1])
         return
-    # several axes sets fit the static shapes: choose by the run-time axes (the last one otherwise)
+    # run-time axes: the static shapes allow one or more axes sets; the C picks the one the axes name
+    # and returns 1 when they name none (the compiled output shape would be wrong)
     parts = [_axes_mask_code(ctx, rank)]
     for k, (mask, code) in enumerate(codes):
-        cond = "} else {" if k == len(codes) - 1 else (f"{'} else ' if k else ''}if (mask == UINT64_C({mask})) {{")
-        parts += [cond, "    " + code.replace("\n", "\n    ")]
-    parts.append("}")
+        parts += [f"{'} else ' if k else ''}if (mask == UINT64_C({mask})) {{", "    " + code.replace("\n", "\n    ")]
+    parts += ["} else {", f"    {SHAPE_ERROR}", "}"]
     ctx.emit("\n".join(parts))
+
+
+def _runtime_axes(ctx: Lowering) -> bool:
+    return "axes" not in ctx.node.attrs and ctx.has_input(1) and ctx.const(1) is None and ctx.input(1).size > 0
 
 
 # ---------------------------------------------------------------- Einsum

@@ -29,6 +29,21 @@ def is_supported(op_type: str, domain: str = "") -> bool:
     return (domain, op_type) in LOWERINGS
 
 
+_STRINGS = "it works on string tensors, which are not supported"
+_RANDOM = "its values are random: generated code has no random source that could reproduce another runtime's draws"
+# ops that will stay unsupported, and why (shown after "unsupported operator: ...")
+WHY_UNSUPPORTED: dict[str, str] = {
+    **dict.fromkeys(["StringConcat", "StringSplit", "StringNormalizer", "RegexFullMatch"], _STRINGS),
+    **dict.fromkeys(["RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial"], _RANDOM),
+    "ImageDecoder": "decoding JPEG/PNG/TIFF/WebP/BMP/PNM byte streams needs image codecs, which are not compiled in",
+}
+
+
+def why_unsupported(op_type: str, domain: str = "") -> str:
+    """The reason an op without a lowering stays unsupported, or ''."""
+    return WHY_UNSUPPORTED.get(op_type, "") if domain in ("", "ai.onnx") else ""
+
+
 class Lowering:
     """What a lowering sees of its node: buffers with static shapes, attributes, constant inputs;
     and where it writes its C text."""

@@ -7,11 +7,12 @@ from .dequant import gather_before_dequant
 from .fold_bn import fold_batchnorm
 from .fuse_act import fuse_activations
 from .plan_memory import plan_memory
+from .qdq import qdq_to_integer
 from .schedule import sink_constant_work
 from .simplify import drop_identities, prune
 from .views import make_views
 
-GRAPH_PASSES = [drop_identities, gather_before_dequant, fold_batchnorm, fuse_activations, prune, make_views, sink_constant_work]
+GRAPH_PASSES = [drop_identities, gather_before_dequant, qdq_to_integer, fold_batchnorm, fuse_activations, prune, make_views, sink_constant_work]
 
 
 def optimize(prog: Program) -> Program:

@@ -27,6 +27,11 @@ def rename_uses(prog: Program, old: str, new: str) -> None:
         n.inputs = [new if i == old else i for i in n.inputs]
 
 
+def _maybe_training(training_mode) -> bool:
+    """A Dropout's training_mode input is a runtime value or a constant true."""
+    return training_mode is None or bool(training_mode.reshape(-1)[0])
+
+
 def drop_identities(prog: Program) -> Program:
     """Identity, and Dropout in inference mode, forward their input unless they feed a graph output."""
     kept = []
@@ -34,7 +39,7 @@ def drop_identities(prog: Program) -> Program:
     for n in prog.nodes:
         passthrough = n.op_type == "Identity" or (
             n.op_type == "Dropout" and (len(n.outputs) < 2 or not n.outputs[1] or n.outputs[1] not in consumers)
-            and not (len(n.inputs) > 2 and n.inputs[2] and prog.buffers[n.inputs[2]].data is None)
+            and not (len(n.inputs) > 2 and n.inputs[2] and _maybe_training(prog.buffers[n.inputs[2]].data))
         )
         if passthrough and n.domain == "" and prog.buffers[n.outputs[0]].storage != OUTPUT:
             rename_uses(prog, n.outputs[0], n.inputs[0])
