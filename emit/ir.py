@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import ml_dtypes  # noqa: F401 - registers bfloat16, float8_*, int4, ... as numpy dtype names
 import numpy as np
 
 # storage kinds of a Buffer
@@ -24,6 +25,21 @@ C_TYPES: dict[str, str] = {
     "uint32": "uint32_t",
     "uint64": "uint64_t",
     "bool": "bool",
+    # narrow types, stored as their bit patterns (ml_dtypes' one-byte-per-element layout for the sub-byte
+    # ones); only Cast, Quantize/DequantizeLinear and data movement see them, the rest computes in float32
+    # (emit/passes/widen.py, emit/ops/cast.py)
+    "float16": "uint16_t",
+    "bfloat16": "uint16_t",
+    "float8_e4m3fn": "uint8_t",
+    "float8_e4m3fnuz": "uint8_t",
+    "float8_e5m2": "uint8_t",
+    "float8_e5m2fnuz": "uint8_t",
+    "float8_e8m0fnu": "uint8_t",
+    "float4_e2m1fn": "uint8_t",
+    "int4": "uint8_t",
+    "uint4": "uint8_t",
+    "int2": "uint8_t",
+    "uint2": "uint8_t",
 }
 
 

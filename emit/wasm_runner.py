@@ -11,7 +11,8 @@ pyodide wheel as `<package>/_runner.py`.
 Inputs: flat or nested lists/tuples of numbers, array.array, memoryview or any buffer (bytes are uint8), numpy arrays.
 A flat sequence or 1-D buffer needs exactly `size` elements; a nested list or an N-D buffer / numpy array needs
 exactly the manifest's shape. A buffer or numpy array must already have the input's dtype (array.array('d') for a
-float32 input is refused rather than silently rounded). Bad input raises ValueError (wrong dtype, length, shape or
+float32 input is refused rather than silently rounded); float16, bfloat16, float8, float4, int4 and int2 tensors travel
+as their bit patterns (unsigned ints of the type's width, one byte per element below 8 bits). Bad input raises ValueError (wrong dtype, length, shape or
 value; unknown or missing input) or TypeError (not numbers at all), naming the input, before the module runs.
 
 Outputs: {name: value}. When any input was a numpy array they are numpy arrays shaped per the manifest; otherwise
@@ -40,7 +41,13 @@ DTYPES: dict[str, tuple[str, int]] = {
     "int8": ("i", 1), "int16": ("i", 2), "int32": ("i", 4), "int64": ("i", 8),
     "uint8": ("u", 1), "uint16": ("u", 2), "uint32": ("u", 4), "uint64": ("u", 8),
     "bool": ("b", 1),
+    # narrow types travel as their bit patterns: numpy arrays of the dtype (ml_dtypes), or unsigned ints of its width
+    "float16": ("u", 2), "bfloat16": ("u", 2), "float8_e4m3fn": ("u", 1), "float8_e4m3fnuz": ("u", 1),
+    "float8_e5m2": ("u", 1), "float8_e5m2fnuz": ("u", 1), "float8_e8m0fnu": ("u", 1), "float4_e2m1fn": ("u", 1),
+    "int4": ("u", 1), "uint4": ("u", 1), "int2": ("u", 1), "uint2": ("u", 1),
 }
+_BITS = {"float16", "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
+         "float4_e2m1fn", "int4", "uint4", "int2", "uint2"}
 
 
 def _typecodes() -> dict[str, str]:
@@ -122,6 +129,8 @@ class Tensor(array.array):
     def numpy(self):
         import numpy as np
 
+        if self.dtype in _BITS:  # bit patterns: reinterpret them
+            return np.array(self, dtype=f"uint{8 * DTYPES[self.dtype][1]}").view(self.dtype).reshape(self.shape)
         return np.array(self, dtype=self.dtype).reshape(self.shape)
 
     def __repr__(self) -> str:
@@ -154,6 +163,7 @@ def _from_buffer(spec: TensorSpec, value: Any, mv: memoryview) -> bytes:
     dtype, big = _buffer_dtype(mv.format, mv.itemsize)
     # bytes of 0/1 are a natural bool buffer (array.array has no bool typecode)
     ok = dtype == spec.dtype or (spec.dtype == "bool" and dtype in ("uint8", "int8"))
+    ok = ok or (spec.dtype in _BITS and dtype == f"uint{8 * DTYPES[spec.dtype][1]}")  # bit patterns
     if not ok:
         raise ValueError(f"input '{spec.name}': expected dtype {spec.dtype}, got {dtype or 'unsupported'} ({what})")
     if mv.ndim > 1:
@@ -249,7 +259,11 @@ def decode_output(spec: TensorSpec, data: bytes, as_numpy: bool) -> Any:
 
         if spec.dtype == "bool":
             return np.frombuffer(data, dtype=np.uint8).astype(bool).reshape(spec.shape)
-        return np.frombuffer(data, dtype=np.dtype(spec.dtype).newbyteorder("<")).astype(spec.dtype).reshape(spec.shape)
+        try:
+            dt = np.dtype(spec.dtype)
+        except TypeError:  # bfloat16, float8, ... without ml_dtypes: the bit patterns
+            dt = np.dtype(f"uint{8 * DTYPES[spec.dtype][1]}")
+        return np.frombuffer(data, dtype=dt.newbyteorder("<")).astype(dt).reshape(spec.shape)
     return Tensor.from_bytes(spec, data)
 
 

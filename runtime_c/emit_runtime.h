@@ -73,4 +73,33 @@ void ek_sconv_transpose(const ek_conv_desc *d, const float *x, const float *w, c
 void ek_dconv_transpose(const ek_conv_desc *d, const double *x, const double *w, const double *bias,
                         double *y, double *scratch, int act, double act_a, double act_b);
 
+/* ---- narrow.c: float32 <-> the narrow float types, stored as bit patterns ---- */
+/* Round to nearest even (ONNX's reference: numpy, ml_dtypes); float16/bfloat16 in uint16_t, the rest in uint8_t. */
+#define EK_F8_E4M3FN 0
+#define EK_F8_E4M3FNUZ 1
+#define EK_F8_E5M2 2
+#define EK_F8_E5M2FNUZ 3
+#define EK_F4_E2M1 4
+#define EK_ROUND_UP 0
+#define EK_ROUND_DOWN 1
+#define EK_ROUND_NEAREST 2
+
+/* d rounded to float32 "to odd": rounding that float32 to a narrower type gives d's correct rounding. */
+float ek_f64_to_f32_odd(double d);
+float ek_f16_to_f32(uint16_t h);
+uint16_t ek_f32_to_f16(float f);
+float ek_bf16_to_f32(uint16_t h);
+uint16_t ek_f32_to_bf16(float f);
+/* the same over n elements */
+void ek_f16_to_f32_n(const uint16_t *x, float *y, size_t n);
+void ek_f32_to_f16_n(const float *x, uint16_t *y, size_t n);
+void ek_bf16_to_f32_n(const uint16_t *x, float *y, size_t n);
+void ek_f32_to_bf16_n(const float *x, uint16_t *y, size_t n);
+/* float8 / float4 of kind EK_F8_* / EK_F4_E2M1; saturate: overflow and infinity give the largest finite value. */
+float ek_f8_to_f32(uint8_t v, int kind);
+uint8_t ek_f32_to_f8(float f, int kind, int saturate);
+/* float8 e8m0fnu (a power of two, 2^(v-127)); round_mode EK_ROUND_*, as ONNX Cast's round_mode attribute. */
+float ek_e8m0_to_f32(uint8_t v);
+uint8_t ek_f32_to_e8m0(float f, int saturate, int round_mode);
+
 #endif /* EMIT_RUNTIME_H */

@@ -188,7 +188,9 @@ def render_firmware_sources(fw: Path, info: dict, cfg: dict) -> list[str]:
     env = _env()
 
     def tensor(t: dict) -> dict:
-        return {**t, "ctype": c_type(t["dtype"]), "kind": np.dtype(t["dtype"]).kind}
+        # float16, bfloat16, float8, int4, ... are bit patterns to the firmware (printed and filled as unsigned)
+        kind = "u" if np.dtype(t["dtype"]).kind == "V" or np.dtype(t["dtype"]) == np.float16 else np.dtype(t["dtype"]).kind
+        return {**t, "ctype": c_type(t["dtype"]), "kind": kind}
 
     ctx = {
         "prefix": info["prefix"],

@@ -2,15 +2,20 @@
 requantising integer layers QLinearMatMul and QLinearConv (int32 accumulation, then
 round-half-to-even and saturation to the output's integer range, as ONNX specifies).
 
-Integer quantised types are int8/uint8/int16/uint16/int32; scales are float32 or float64 (float16,
-float8 and 4-bit types never reach here: the importer rejects those dtypes). Scales and zero points
-may be run-time inputs; only their shapes must be static."""
+Quantised types are int8/uint8/int16/uint16/int32, the sub-byte ints int4/uint4/int2/uint2 and the
+float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) and float4 e2m1fn types (stored as bit patterns, converted by
+emit/ops/cast.py). Scales and the float side are float32 or float64: float16/bfloat16 ones arrive widened
+to float32 (emit/passes/widen.py). DequantizeLinear computes in float32 as ONNX's reference does;
+QuantizeLinear divides a float16 x by its scale in float32 where the reference divides in float16: a
+quotient within a float16 rounding of a .5 tie may land one step apart. Scales and zero points may
+be run-time inputs; only their shapes must be static."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir import Buffer, c_type
+from .cast import F8_KINDS, NARROW_INTS, decode, dtype_name, encode
 from .common import broadcast_strides, index_expr, math_fn, normalize_axis
 from .conv import geometry
 from .gemm import matmul_dims
@@ -23,7 +28,12 @@ QRANGE: dict[str, tuple[int, int]] = {
     "int16": (-32768, 32767),
     "uint16": (0, 65535),
     "int32": (-(2**31), 2**31 - 1),
+    "int4": (-8, 7),
+    "uint4": (0, 15),
+    "int2": (-2, 1),
+    "uint2": (0, 3),
 }
+_QUANT_TYPES = "int8, uint8, int16, uint16, int32, int4, uint4, int2, uint2, float8 e4m3fn/e4m3fnuz/e5m2/e5m2fnuz, float4 e2m1fn"
 _TENSOR_DTYPES = {1: "float32", 11: "float64"}  # precision attribute values we can honour
 
 
@@ -36,10 +46,11 @@ def saturate(ctx: Lowering, dtype, expr: str) -> str:
     value (what onnxruntime gives)."""
     name = np.dtype(dtype).name
     if name not in QRANGE:
-        ctx.fail(f"quantised dtype {name} is not supported (int8, uint8, int16, uint16, int32 are)")
+        ctx.fail(f"quantised dtype {name} is not supported ({_QUANT_TYPES} are)")
     lo, hi = QRANGE[name]
-    ct = c_type(dtype)
-    return f"(!({expr} > {float(lo)!r}) ? ({ct}){_int_lit(lo)} : {expr} >= {float(hi)!r} ? ({ct}){hi} : ({ct}){expr})"
+    ct = "int32_t" if name in NARROW_INTS else c_type(dtype)
+    clamped = f"(!({expr} > {float(lo)!r}) ? ({ct}){_int_lit(lo)} : {expr} >= {float(hi)!r} ? ({ct}){hi} : ({ct}){expr})"
+    return encode(clamped, "int32", dtype) if name in NARROW_INTS else clamped
 
 
 def _layout(ctx: Lowering, x: Buffer, scale: Buffer) -> tuple[int, int, int, str]:
@@ -82,13 +93,29 @@ def _check_zero_point(ctx: Lowering, i: int, scale: Buffer, dtype) -> Buffer | N
     return z
 
 
+def _element(ctx: Lowering, buf: Buffer, index: str) -> str:
+    """C expression of element `index` of a quantised tensor: its value (a narrow type decoded)."""
+    e = f"{ctx.ptr(buf)}[{index}]"
+    name = dtype_name(buf.dtype)
+    if name in NARROW_INTS or name in F8_KINDS:
+        if name in F8_KINDS:
+            ctx.kernel("narrow")
+        return decode(e, buf.dtype)
+    return e
+
+
 @op("QuantizeLinear")
 def lower_quantize_linear(ctx: Lowering) -> None:
-    """y = saturate(rint(x / scale) + zero_point); rint rounds half to even."""
+    """Integers: y = saturate(rint(x / scale) + zero_point), rint rounding half to even. float8: y = x / scale
+    converted with the saturate attribute (the zero point must be 0); float4: y = x / scale + zero_point,
+    converted (saturating), as ONNX's reference computes them."""
     x, scale, y = ctx.input(0), ctx.input(1), ctx.output(0)
-    if x.dtype.kind != "f" or scale.dtype.kind != "f":
+    if {x.dtype.name, scale.dtype.name} - {"float32", "float64"}:
         ctx.fail(f"x and scale must be float32 or float64 (got {x.dtype.name}, {scale.dtype.name})")
     z = _check_zero_point(ctx, 2, scale, y.dtype)
+    name = dtype_name(y.dtype)
+    if name not in QRANGE and name not in F8_KINDS:
+        ctx.fail(f"quantised dtype {name} is not supported ({_QUANT_TYPES} are)")
     if y.size == 0:
         return
     outer, n, inner, sidx = _layout(ctx, x, scale)
@@ -96,29 +123,46 @@ def lower_quantize_linear(ctx: Lowering) -> None:
     if prec and prec not in _TENSOR_DTYPES:
         ctx.fail(f"precision={prec} is not supported (float32 or float64 are)")
     ct = c_type(_TENSOR_DTYPES[prec]) if prec else x.ctype
-    rint = math_fn("rint", np.float32 if ct == "float" else np.float64)
-    zp = f" + (double){ctx.ptr(z)}[s]" if z is not None else ""
-    body = (
-        f"const size_t s = {sidx}; (void)s;\n"
-        f"const double q = (double){rint}(({ct}){ctx.ptr(x)}[p] / ({ct}){ctx.ptr(scale)}[s]){zp};\n"
-        f"{ctx.ptr(y)}[p] = {saturate(ctx, y.dtype, 'q')};"
-    )
+    ratio = f"({ct}){ctx.ptr(x)}[p] / ({ct}){ctx.ptr(scale)}[s]"
+    if name in F8_KINDS:
+        ctx.kernel("narrow")
+        if name == "float4_e2m1fn" and z is not None:
+            ratio = f"{ratio} + ({ct}){_element(ctx, z, 's')}"
+        elif z is not None:
+            ctx.emit(f"(void){ctx.ptr(z)};")  # a float8 zero point is 0 (ONNX's reference ignores it)
+        value = f"const {ct} q = {ratio};\n"
+        store = encode("q", _TENSOR_DTYPES[prec] if prec else x.dtype, y.dtype, bool(int(ctx.attr("saturate", 1))))
+    else:
+        rint = math_fn("rint", np.float32 if ct == "float" else np.float64)
+        zp = f" + (double){_element(ctx, z, 's')}" if z is not None else ""
+        value = f"const double q = (double){rint}({ratio}){zp};\n"
+        store = saturate(ctx, y.dtype, "q")
+    body = f"const size_t s = {sidx}; (void)s;\n{value}{ctx.ptr(y)}[p] = {store};"
     ctx.emit(_loops(outer, n, inner, body))
 
 
 @op("DequantizeLinear")
 def lower_dequantize_linear(ctx: Lowering) -> None:
-    """y = (x - zero_point) * scale, the difference exact in int64, the product in the scale's dtype."""
+    """y = (x - zero_point) * scale, the difference exact in int64, the product in the scale's dtype; a float8
+    or float4 x is read as its value (its zero point is 0 for float8 and ignored for float4, as in ONNX's
+    reference)."""
     x, scale, y = ctx.input(0), ctx.input(1), ctx.output(0)
-    if np.dtype(x.dtype).name not in QRANGE:
-        ctx.fail(f"quantised dtype {x.dtype.name} is not supported (int8, uint8, int16, uint16, int32 are)")
-    if scale.dtype.kind != "f" or y.dtype.kind != "f":
+    name = dtype_name(x.dtype)
+    if name not in QRANGE and name not in F8_KINDS:
+        ctx.fail(f"quantised dtype {name} is not supported ({_QUANT_TYPES} are)")
+    if {scale.dtype.name, y.dtype.name} - {"float32", "float64"}:
         ctx.fail(f"scale and output must be float32 or float64 (got {scale.dtype.name}, {y.dtype.name})")
     z = _check_zero_point(ctx, 2, scale, x.dtype)
     if y.size == 0:
         return
     outer, n, inner, sidx = _layout(ctx, x, scale)
-    diff = f"(int64_t){ctx.ptr(x)}[p] - (int64_t){ctx.ptr(z)}[s]" if z is not None else f"{ctx.ptr(x)}[p]"
+    xv = _element(ctx, x, "p")
+    if name in F8_KINDS:
+        if z is not None:
+            ctx.emit(f"(void){ctx.ptr(z)};")
+        diff = xv
+    else:
+        diff = f"(int64_t){xv} - (int64_t){_element(ctx, z, 's')}" if z is not None else xv
     body = (
         f"const size_t s = {sidx}; (void)s;\n"
         f"{ctx.ptr(y)}[p] = ({y.ctype})(({scale.ctype})({diff}) * {ctx.ptr(scale)}[s]);"

@@ -11,8 +11,9 @@ from .qdq import qdq_to_integer
 from .schedule import sink_constant_work
 from .simplify import drop_identities, prune
 from .views import make_views
+from .widen import widen_narrow_floats
 
-GRAPH_PASSES = [drop_identities, gather_before_dequant, qdq_to_integer, fold_batchnorm, fuse_activations, prune, make_views, sink_constant_work]
+GRAPH_PASSES = [widen_narrow_floats, drop_identities, gather_before_dequant, qdq_to_integer, fold_batchnorm, fuse_activations, prune, make_views, sink_constant_work]
 
 
 def optimize(prog: Program) -> Program:
