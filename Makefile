@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 # Debian package for each tool the builds and tests use (a tool already on PATH is not reinstalled):
 # C compilers, emscripten (wasm), Chromium (browser test), QEMU + the Arm toolchain (Cortex-M), node/npm (Pyodide).
 APT_TOOLS := gcc:gcc clang:clang make:make cmake:cmake emcc:emscripten chromium:chromium \
   qemu-system-arm:qemu-system-arm arm-none-eabi-gcc:gcc-arm-none-eabi node:nodejs npm:npm
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: all deps demo test conformance fetch-models lint clean help
+.PHONY: all deps demo test bench conformance fetch-models lint clean help
 
 all: help
 
@@ -18,6 +20,9 @@ help:
 	@echo "                  a page on http://127.0.0.1:8000/digits.html to draw digits for its wasm build (Ctrl-C stops;"
 	@echo "                  make demo DEMO_ARGS=--no-serve builds without serving)"
 	@echo "make test         install what is needed, run the whole test suite"
+	@echo "make bench        install what is needed, time onnx-emit against onnxruntime (native) and onnxruntime-web"
+	@echo "                  (wasm, in node) on the benchmark set: bench/RESULTS.md + bench/ratios.png, ~5-10 min"
+	@echo "                  (make bench BENCH_ARGS='--quick --models mlp,lenet' for a smoke run)"
 	@echo "make conformance  regenerate SUPPORTED_OPS.md from the ONNX backend node cases"
 	@echo "make fetch-models download the real models of tests/models.tsv into the cache"
 	@echo "make lint         ruff"
@@ -59,11 +64,19 @@ fetch-models: deps
 test: deps fetch-models
 	$(PY) -m pytest -q tests
 
+# matplotlib (the chart) and onnxruntime: the `bench` extra, kept out of `deps` so `make test` does not need it
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@touch $@
+
+bench: deps $(BENCH_STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 conformance: deps
 	$(PY) tests/conformance.py --out SUPPORTED_OPS.md
 
 lint: deps
-	$(VENV)/bin/ruff check emit tests scripts examples
+	$(VENV)/bin/ruff check emit tests scripts examples bench
 
 clean:
 	rm -rf build .pytest_cache node_modules
