@@ -90,6 +90,29 @@ class Node:
 
 
 @dataclass
+class Body:
+    """A subgraph of a control-flow node (an If branch, a Loop or Scan body), kept in the node's
+    attrs["__bodies__"]: its nodes run inside the node's C block. Names it reads from outside (outer
+    values, its own constants) are also inputs of the node, so passes see them as used."""
+
+    nodes: list[Node]
+    inputs: list[str]  # formal inputs the node writes before running the nodes ("" where unused)
+    outputs: list[str]  # what the node copies out after running them
+
+
+def bodies(node: Node) -> list[Body]:
+    return list(node.attrs.get("__bodies__", {}).values())
+
+
+def walk_nodes(nodes: list[Node]):
+    """Every node, and every node of every body, recursively."""
+    for n in nodes:
+        yield n
+        for b in bodies(n):
+            yield from walk_nodes(b.nodes)
+
+
+@dataclass
 class Step:
     """One lowered node: a block of C text with literal sizes, and the runtime kernels it calls."""
 

@@ -166,12 +166,12 @@ def export_case(index: int, case, root: Path) -> dict | str:
     for k, (inputs, expected) in enumerate(data_sets):
         if len(inputs) != len(in_names) or len(expected) != len(out_names):
             return f"data set {k} has {len(inputs)} inputs / {len(expected)} outputs, the graph {len(in_names)} / {len(out_names)}"
-        sig = tuple(tuple(np.shape(v)) if isinstance(v, np.ndarray) else None for v in inputs)
-        variants.setdefault(sig, []).append(k)
+        sig = tuple(_binding(v) for v in inputs)
+        variants.setdefault(repr(sig), [sig, []])[1].append(k)
     job = {"name": case.name, "inputs": in_names, "outputs": out_names, "variants": [], "data": str(root / f"{prefix}.pkl")}
-    for n, (sig, sets) in enumerate(variants.items()):
+    for n, (sig, sets) in enumerate(variants.values()):
         vprefix = prefix if n == 0 else f"{prefix}_{n}"
-        shapes = {name: s for name, s in zip(in_names, sig) if s is not None}
+        shapes = {name: s for name, s in zip(in_names, sig) if s != "other"}
         folder = root / vprefix
         try:
             with warnings.catch_warnings(), _time_limit(EXPORT_TIMEOUT):
@@ -182,10 +182,10 @@ def export_case(index: int, case, root: Path) -> dict | str:
         except Exception as exc:  # noqa: BLE001 - any failure is this case's reason
             return _exc_reason(exc)
         job["variants"].append({"prefix": vprefix, "folder": str(folder), "sets": sets})
-    # the compiler accepted it, but the harness feeds and compares tensors only
+    # the compiler accepted it; the harness feeds and compares tensors, sequences (as their elements) and optionals
     for kind, values in (("input", graph.input), ("output", graph.output)):
         for v in values:
-            if v.type.WhichOneof("value") != "tensor_type":
+            if v.type.WhichOneof("value") not in ("tensor_type", "sequence_type", "optional_type"):
                 return f"graph {kind} '{v.name}' is a {v.type.WhichOneof('value').replace('_type', '')}, not a tensor"
     # pickle, not npz: it keeps extension dtypes (bfloat16, float8 from ml_dtypes) intact
     with open(job["data"], "wb") as f:
@@ -214,6 +214,41 @@ def _time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def _binding(value: Any) -> Any:
+    """How an input is bound at export: its shape, a list of element shapes (a sequence, whose elements
+    become inputs NAME[0], NAME[1], ...), None (an empty optional), or "other" (not bound)."""
+    if isinstance(value, np.ndarray):
+        return tuple(value.shape)
+    if isinstance(value, list):
+        return [tuple(np.shape(e)) for e in value]
+    return None if value is None else "other"
+
+
+def _feeds(names: list[str], inputs: list) -> dict[str, Any]:
+    """The compiled function's inputs: a sequence as its elements NAME[k], an empty optional as nothing."""
+    feeds: dict[str, Any] = {}
+    for name, v in zip(names, inputs):
+        if isinstance(v, list):
+            feeds.update({f"{name}[{k}]": e for k, e in enumerate(v)})
+        elif v is not None:
+            feeds[name] = v
+    return feeds
+
+
+def _check_value(name: str, got: dict, ref: Any) -> str:
+    """check_output for a tensor, a sequence (outputs NAME[k]) or an empty optional (no output)."""
+    if isinstance(ref, list):
+        n = 0
+        while f"{name}[{n}]" in got:
+            n += 1
+        if n != len(ref):
+            return f"output '{name}': a sequence of {n} tensors, expected {len(ref)}"
+        return next((w for w in (check_output(f"{name}[{k}]", got[f"{name}[{k}]"], r) for k, r in enumerate(ref)) if w), "")
+    if ref is None:
+        return f"output '{name}': expected an empty optional" if name in got else ""
+    return f"output '{name}' missing" if name not in got else check_output(name, got[name], ref)
 
 
 def _as_array(value: Any) -> Any:
@@ -275,9 +310,9 @@ def _run_job(job: dict, ext) -> str:
         fn = NativeFunction(info, ext)
         for k in v["sets"]:
             inputs, expected = data_sets[k]
-            got = fn.run(dict(zip(job["inputs"], inputs)))
+            got = fn.run(_feeds(job["inputs"], inputs))
             for name, ref in zip(job["outputs"], expected):
-                why = f"output '{name}' missing" if name not in got else check_output(name, got[name], ref)
+                why = _check_value(name, got, ref)
                 if why:
                     return f"{why} (data set {k})" if multi else why
     return ""

@@ -1,4 +1,4 @@
-"""The wasm target in Node: every model of the verify set (tests/test_models.py), exported to wasm and run through its
+"""The wasm target in Node: every model of the verify set (tests/test_models.py, If included), exported to wasm and run through its
 own model.mjs, gives onnxruntime's numbers at verify's tolerance (max abs err <= 1e-4 * max(1, max|ref|))."""
 
 from __future__ import annotations

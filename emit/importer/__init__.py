@@ -10,12 +10,14 @@ import numpy as np
 import onnx
 
 from ..errors import EmitError, UnsupportedError, node_label
-from ..ir import ARENA, INPUT, OUTPUT, WEIGHT, Buffer, Node, Program, is_supported_dtype
+from ..ir import ARENA, INPUT, OUTPUT, WEIGHT, Buffer, Node, Program, bodies, is_supported_dtype, walk_nodes
 from .bind import bind_input_shapes, declared_names, declared_shapes
 from .functions import expand_function
 from .hints import shape_from_consumers
 from .load import load_model, opset_of
+from .sequences import bind_container_input, graph_outputs
 from .static import Value, _np_dtype, attr_value, infer_node, try_fold
+from .subgraph import Scope, import_structured
 
 COPY = "emit.Copy"  # internal op: copy a value into a graph output
 
@@ -50,15 +52,30 @@ def import_model(
     for v in graph.input:
         if v.name in initializer_names:
             continue  # old exporters list initializers as inputs too
+        if not v.type.HasField("tensor_type"):  # a sequence or an optional: its tensors are inputs of their own
+            input_names += bind_container_input(v, bound[v.name], values)
+            continue
         input_names.append(v.name)
         values[v.name] = Value(_np_dtype(v.type.tensor_type.elem_type), bound[v.name])
-
-    from ..ops import is_supported
 
     runtime: list[Node] = []
     unsupported: list[tuple[str, str, str]] = []
     unknown: set[str] = set()  # values downstream of an unsupported node
-    work = deque(graph.node)
+    walk(Scope(values, opsets, declared, runtime, unsupported, unknown, deque(graph.node)))
+    output_names = graph_outputs(graph, values, runtime) if not unsupported else []
+
+    if unsupported:
+        raise unsupported_error(unsupported)
+    return _build_program(name or default_name(source), values, runtime, input_names, output_names, opset_of(model))
+
+
+def walk(scope: Scope) -> None:
+    """Visit scope.work's nodes in order: fold what is known, expand function bodies, compile control flow
+    and sequences at import time (importer/subgraph.py, sequences.py), give the rest static types."""
+    from ..ops import is_supported
+
+    values, opsets, declared, work = scope.values, scope.opsets, scope.declared, scope.work
+    runtime, unsupported, unknown = scope.runtime, scope.unsupported, scope.unknown
     index = 0
     while work:
         proto = work.popleft()
@@ -72,6 +89,8 @@ def import_model(
         for i in proto.input:
             if i and i not in values:
                 raise EmitError(f"node {label}: input '{i}' is not produced by any earlier node")
+        if import_structured(proto, scope):  # If, Loop, Scan, sequence and optional ops
+            continue
         folded = try_fold(proto, values, opsets) if is_supported(proto.op_type, proto.domain) or proto.domain in ("", "ai.onnx") else None
         if folded is not None:
             for out, arr in zip((o for o in proto.output if o), folded):
@@ -101,10 +120,6 @@ def import_model(
                 domain=proto.domain if proto.domain != "ai.onnx" else "",
             )
         )
-
-    if unsupported:
-        raise unsupported_error(unsupported)
-    return _build_program(name or default_name(source), values, runtime, input_names, [o.name for o in graph.output], opset_of(model))
 
 
 def unsupported_error(missing: list[tuple[str, str, str]]) -> UnsupportedError:
@@ -136,13 +151,17 @@ def _build_program(name, values, runtime, input_names, output_names, opset) -> P
 
     for i in input_names:
         add(i, INPUT)
-    for n in runtime:
+    for n in walk_nodes(runtime):  # nodes inside If/Loop/Scan bodies have buffers too
         for i in n.inputs:
             if i and i not in buffers:
                 add(i, WEIGHT if values[i].const is not None else ARENA)
         for o in n.outputs:
             if o and o not in buffers:
                 add(o, ARENA)
+        for body in bodies(n):  # a loop's state lives in the body's formal inputs, written by the node
+            for i in body.inputs + body.outputs:
+                if i and i not in buffers:
+                    add(i, WEIGHT if values[i].const is not None else ARENA)
 
     outputs: list[str] = []
     public: dict[str, str] = {}

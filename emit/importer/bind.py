@@ -47,8 +47,11 @@ def bind_input_shapes(
             raise EmitError(f"--shape names '{name}', which is not a model input or a tensor of the graph (inputs: {', '.join(sorted(known))})")
     bound: dict[str, tuple[int, ...]] = {}
     for v in inputs:
-        if not v.type.HasField("tensor_type"):
-            raise EmitError(f"input '{v.name}' is not a tensor; only tensor inputs are supported")
+        if not v.type.HasField("tensor_type"):  # a sequence or an optional (importer/sequences.py)
+            from .sequences import bind_container_shapes
+
+            bound[v.name] = bind_container_shapes(v, shapes)
+            continue
         declared = v.type.tensor_type.shape.dim if v.type.tensor_type.HasField("shape") else None
         if v.name in shapes:
             shape = shapes[v.name]

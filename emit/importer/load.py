@@ -84,6 +84,8 @@ def _upgrade(model: onnx.ModelProto) -> onnx.ModelProto:
     """Old opsets go through onnx's converter; where it fails the ops handle the old form themselves."""
     if opset_of(model) >= MIN_OPSET:
         return model
+    if opset_of(model) < 9 and any(n.op_type == "Scan" for n in model.graph.node):
+        return model  # the converter drops Scan-8's batch axis from the graph's inputs; emit/importer/subgraph.py runs Scan-8 as is
     try:
         converted = version_converter.convert_version(_legacy_hardmax(model), MIN_OPSET)
         if opset_of(model) < 11:

@@ -1,4 +1,4 @@
-"""Ops of no larger family: CumProd, BitCast, Det, GridSample, DFT, STFT, MelWeightMatrix, RoiAlign,
+"""Ops of no larger family: CumProd, BitCast, Det, AffineGrid, GridSample, DFT, STFT, MelWeightMatrix, RoiAlign,
 TensorScatter, NonMaxSuppression (only with a static output shape the model declares).
 
 Run-time inputs that steer the work (an axis, a DFT length, frame sizes, indices) are read in C and
@@ -101,6 +101,46 @@ def lower_det(ctx: Lowering) -> None:
         f"    {ctx.ptr(y)}[b] = ({y.ctype})det;\n"
         f"}}"
     )
+
+
+# ---------------------------------------------------------------- AffineGrid
+
+
+@op("AffineGrid")
+def lower_affine_grid(ctx: Lowering) -> None:
+    """grid[n, (d,) h, w] = theta[n] @ (x_w, y_h, (z_d,) 1), the base coordinates as onnx's reference spaces
+    them (computed in double, as numpy does). `size` read at run time must name the compiled output shape."""
+    theta, size, y = ctx.input(0), ctx.input(1), ctx.output(0)
+    _floats(ctx, theta, y)
+    r = len(y.shape) - 2
+    if r not in (2, 3) or theta.shape != (y.shape[0], r, r + 1) or y.shape[-1] != r or size.shape != (r + 2,):
+        ctx.fail(f"theta {list(theta.shape)}, size {list(size.shape)} and output {list(y.shape)} do not fit together")
+    align = bool(ctx.attr("align_corners", 0))
+    dims = list(y.shape[1:-1])  # (D,) H, W
+    lines = []
+    if ctx.const(1) is None:  # N and the spatial sizes must be the compiled ones (C is not used)
+        want = [y.shape[0], None, *dims]
+        cond = " || ".join(f"{ctx.ptr(size)}[{k}] != {w}" for k, w in enumerate(want) if w is not None)
+        lines.append(f"if ({cond}) {ERR}")
+    elif [int(v) for v in np.asarray(ctx.const(1)).reshape(-1)[2:]] != dims:
+        ctx.fail(f"size {np.asarray(ctx.const(1)).tolist()} disagrees with the output shape {list(y.shape)}")
+    coords = []
+    for k, length in enumerate(dims):
+        if align:
+            start, step = -1.0, (2.0 / (length - 1) if length > 1 else 0.0)
+        else:
+            start, step = -1.0 + 1.0 / length, 2.0 / length
+        coords.append(f"(({literal(start, np.float64)}) + (double)i{k} * ({literal(step, np.float64)}))")
+    # homogeneous coordinates in the order x (last axis), y, (z), 1
+    hom = list(reversed(coords)) + ["1.0"]
+    t, out = ctx.ptr(theta), ctx.ptr(y)
+    body = [f"const size_t at = ((n * {prod(dims)}) + {' + '.join(f'i{k} * {prod(dims[k + 1:])}' for k in range(r))}) * {r};"]
+    for row in range(r):
+        terms = " + ".join(f"(double){t}[n * {r * (r + 1)} + {row * (r + 1) + c}] * {h}" for c, h in enumerate(hom))
+        body.append(f"{out}[at + {row}] = ({y.ctype})({terms});")
+    loops = "".join(f"for (size_t i{k} = 0; i{k} < {d}; ++i{k}) " for k, d in enumerate(dims))
+    lines.append(f"for (size_t n = 0; n < {y.shape[0]}; ++n) {loops}{{\n" + "\n".join("    " + b for b in body) + "\n}")
+    ctx.emit("\n".join(lines))
 
 
 # ---------------------------------------------------------------- GridSample

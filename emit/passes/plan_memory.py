@@ -3,7 +3,7 @@ placement (largest first, lowest offset that overlaps no live neighbour), 16-byt
 
 from __future__ import annotations
 
-from ..ir import ARENA, Program
+from ..ir import ARENA, Program, bodies
 
 ALIGN = 16
 
@@ -13,19 +13,38 @@ def _align(n: int) -> int:
 
 
 def liveness(prog: Program) -> dict[str, tuple[int, int]]:
-    """First and last step index at which each arena buffer's memory is in use (views count for their root)."""
+    """First and last step index at which each arena buffer's memory is in use (views count for their root).
+    The nodes of an If/Loop/Scan body get indices of their own inside their node's span [first, last]:
+    what the node reads or writes, and its bodies' formal inputs and outputs, live over the whole span
+    (a loop reads them again in every iteration); a body's temporaries only where the body uses them."""
     spans: dict[str, list[int]] = {}
-    for step, n in enumerate(prog.nodes):
-        # __scratch__: arena buffers a lowering asked for with Lowering.scratch, used by this step only
-        for name in [*n.inputs, *n.outputs, *n.attrs.get("__scratch__", ())]:
-            if not name:
-                continue
-            root = prog.root(name)
-            if root.storage != ARENA:
-                continue
-            span = spans.setdefault(root.name, [step, step])
-            span[0] = min(span[0], step)
-            span[1] = max(span[1], step)
+    pos = [0]
+
+    def mark(name: str, first: int, last: int) -> None:
+        if not name:
+            return
+        root = prog.root(name)
+        if root.storage != ARENA:
+            return
+        span = spans.setdefault(root.name, [first, last])
+        span[0] = min(span[0], first)
+        span[1] = max(span[1], last)
+
+    def visit(nodes) -> None:
+        for n in nodes:
+            first = pos[0]
+            for b in bodies(n):
+                visit(b.nodes)
+            last = pos[0]
+            pos[0] += 1
+            # __scratch__: arena buffers a lowering asked for with Lowering.scratch, used by this step only
+            for name in [*n.inputs, *n.outputs, *n.attrs.get("__scratch__", ())]:
+                mark(name, first, last)
+            for b in bodies(n):
+                for name in [*b.inputs, *b.outputs]:
+                    mark(name, first, last)
+
+    visit(prog.nodes)
     return {k: (a, b) for k, (a, b) in spans.items()}
 
 
@@ -59,7 +78,7 @@ def peak_live_bytes(prog: Program) -> int:
     """The liveness lower bound: the largest sum of live intermediates at any step."""
     spans = liveness(prog)
     peak = 0
-    for step in range(len(prog.nodes)):
+    for step in range(max((b for _, b in spans.values()), default=-1) + 1):
         live = sum(_align(prog.buffers[k].nbytes) for k, (a, b) in spans.items() if a <= step <= b)
         peak = max(peak, live)
     return peak

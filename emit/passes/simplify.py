@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..ir import OUTPUT, Node, Program
+from ..ir import OUTPUT, Node, Program, bodies, walk_nodes
 
 
 def sole_producer(prog: Program, producers: dict, consumers: dict, src: str, op_types) -> Node | None:
@@ -23,8 +23,10 @@ def absorb(prog: Program, producer: Node, consumer: Node, producers: dict) -> No
 
 
 def rename_uses(prog: Program, old: str, new: str) -> None:
-    for n in prog.nodes:
+    for n in walk_nodes(prog.nodes):  # bodies of If/Loop/Scan read outer values by name too
         n.inputs = [new if i == old else i for i in n.inputs]
+        for b in bodies(n):
+            b.outputs = [new if o == old else o for o in b.outputs]
 
 
 def _maybe_training(training_mode) -> bool:
@@ -59,7 +61,9 @@ def prune(prog: Program) -> Program:
             live.update(i for i in n.inputs if i)
     prog.nodes = kept[::-1]
     used = set(prog.inputs) | set(prog.outputs)
-    for n in prog.nodes:
+    for n in walk_nodes(prog.nodes):
         used.update(i for i in n.inputs + n.outputs if i)
+        for b in bodies(n):
+            used.update(i for i in b.inputs + b.outputs if i)
     prog.buffers = {k: b for k, b in prog.buffers.items() if k in used}
     return prog

@@ -22,7 +22,7 @@ import numpy as np
 from onnx import helper
 
 from ..errors import UnsupportedError, node_label
-from ..ir import ARENA, WEIGHT, Buffer, Node, Program
+from ..ir import ARENA, WEIGHT, Buffer, Node, Program, bodies
 from ..ops.cast import NARROW_FLOATS, NARROW_INTS
 
 # ops that only move or select bytes: any dtype, narrow ones included, as stored
@@ -32,6 +32,7 @@ DATA_MOVEMENT = {
     "ReverseSequence", "Shape", "Size",
 }
 CONVERSIONS = {"Cast", "CastLike"}
+CONTROL = {"If", "Loop", "Scan", "emit.SequenceAt"}  # they move their bodies' values in and out as stored
 # the inputs and outputs that stay narrow (the quantised side); the float side is widened
 QUANTISED_SIDE: dict[str, tuple[set[int], set[int]]] = {
     "QuantizeLinear": ({2}, {0}),
@@ -82,14 +83,21 @@ def _softmax_steps(prog: Program, n: Node) -> list[Node]:
 def widen_narrow_floats(prog: Program) -> Program:
     if not any(np.dtype(b.dtype).name in NARROW_FLOATS or np.dtype(b.dtype).name in NARROW_INTS for b in prog.buffers.values()):
         return prog
+    prog.nodes = _widen(prog, prog.nodes)
+    return prog
+
+
+def _widen(prog: Program, given: list[Node]) -> list[Node]:
     nodes: list[Node] = []
-    for n in prog.nodes:
+    for n in given:
         softmax = n.op_type == "Softmax" and n.domain == "" and prog.opset >= 13 and _name(prog, n.inputs[0]) in NARROW_FLOATS
         nodes.extend(_softmax_steps(prog, n) if softmax and prog.buffers[n.inputs[0]].shape else [n])
     order: list[Node] = []
     wide: dict[str, str] = {}  # narrow tensor -> its float32 value (a weight, or a Cast's output)
     for n in nodes:
-        if n.domain == "" and (n.op_type in DATA_MOVEMENT or n.op_type in CONVERSIONS):
+        for b in bodies(n):  # an If/Loop/Scan body gets casts of its own: it may run many times or not at all
+            b.nodes = _widen(prog, b.nodes)
+        if n.domain == "" and (n.op_type in DATA_MOVEMENT or n.op_type in CONVERSIONS or n.op_type in CONTROL):
             order.append(n)
             continue
         keep_in, keep_out = QUANTISED_SIDE.get(n.op_type, (set(), set())) if n.domain == "" else (set(), set())
@@ -127,8 +135,7 @@ def widen_narrow_floats(prog: Program) -> Program:
         n.attrs = _widen_attrs(n.attrs)
         order.append(n)
         order.extend(after)
-    prog.nodes = order
-    return prog
+    return order
 
 
 __all__ = ["widen_narrow_floats"]
