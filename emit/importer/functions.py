@@ -108,6 +108,27 @@ def _bind_attributes(nodes: Iterable[onnx.NodeProto], actual: dict[str, onnx.Att
         n.attribute.extend(kept)
 
 
+def renamer(formal: dict[str, str], taken: set[str], prefix: str, defined: set[str] | None = None):
+    """name → the value bound to it (`formal`), or a fresh `prefix/name` not in `taken`; names outside `defined`
+    (when given: values of an outer scope) and empty names stay as they are."""
+    internal: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        if not name or (defined is not None and name not in defined):
+            return name
+        if name in formal:
+            return formal[name]
+        if name not in internal:
+            new, k = f"{prefix}/{name}", 1
+            while new in taken:
+                new, k = f"{prefix}/{name}_{k}", k + 1
+            taken.add(new)
+            internal[name] = new
+        return internal[name]
+
+    return rename
+
+
 def _rename_graph(g: onnx.GraphProto, rename: Callable[[str], str], prefix: str) -> None:
     for vi in list(g.input) + list(g.output) + list(g.value_info):
         vi.name = rename(vi.name)
@@ -205,22 +226,7 @@ def expand_function(node: onnx.NodeProto, values: dict, opsets) -> list[onnx.Nod
         if k < len(node.output) and node.output[k]:
             formal[name] = node.output[k]
     prefix = node.name or node.op_type
-    taken = set(values) | set(node.input) | set(node.output)
-    internal: dict[str, str] = {}
-
-    def rename(name: str) -> str:
-        if not name:
-            return name
-        if name in formal:
-            return formal[name]
-        if name not in internal:
-            new, k = f"{prefix}/{name}", 1
-            while new in taken:
-                new, k = f"{prefix}/{name}_{k}", k + 1
-            taken.add(new)
-            internal[name] = new
-        return internal[name]
-
+    rename = renamer(formal, set(values) | set(node.input) | set(node.output), prefix)
     _rename_nodes(nodes, rename, prefix)
 
     if not _same_schemas(nodes, body_onnx, model_onnx):

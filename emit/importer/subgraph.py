@@ -27,7 +27,7 @@ from onnx import helper, numpy_helper
 from ..errors import EmitError, UnsupportedError, node_label
 from ..ir import Body, Node
 from .bind import declared_shapes
-from .functions import _rename_graph
+from .functions import _rename_graph, renamer
 from .hints import shape_from_consumers
 from .sequences import NoneValue, SeqValue, alias, import_sequence, is_container, stack_rows
 from .static import Value
@@ -113,23 +113,7 @@ def bind_graph(g: onnx.GraphProto, prefix: str, scope: Scope, formal: dict[str, 
     formal = formal or {}
     g2 = onnx.GraphProto()
     g2.CopyFrom(g)
-    defined = _defined(g2)
-    mapping: dict[str, str] = {}
-    taken = set(scope.values)
-
-    def rename(name: str) -> str:
-        if not name or name not in defined:
-            return name
-        if name in formal:
-            return formal[name]
-        if name not in mapping:
-            new, k = f"{prefix}/{name}", 1
-            while new in taken:
-                new, k = f"{prefix}/{name}_{k}", k + 1
-            taken.add(new)
-            mapping[name] = new
-        return mapping[name]
-
+    rename = renamer(formal, set(scope.values), prefix, defined=_defined(g2))
     _rename_graph(g2, rename, prefix)
     return g2
 

@@ -4,6 +4,7 @@ so an int8 embedding table stays int8 in flash instead of being widened whole in
 from __future__ import annotations
 
 from ..ir import ARENA, WEIGHT, Buffer, Node, Program
+from .simplify import splice
 
 
 def gather_before_dequant(prog: Program) -> Program:
@@ -45,14 +46,7 @@ def gather_before_dequant(prog: Program) -> Program:
         new_nodes.append((n, chain))
     if not new_nodes:
         return prog
-    chains = {id(n): chain for n, chain in new_nodes}
-    order: list[Node] = []
-    for n in prog.nodes:
-        if id(n) in chains:
-            order.extend(chains[id(n)])
-        elif id(n) not in replaced:
-            order.append(n)
-    prog.nodes = order
+    splice(prog, {id(n): chain for n, chain in new_nodes}, replaced)
     return prog
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..importer.static import EXPAND_LIMIT
 from ..ir import ARENA, OUTPUT, WEIGHT, Buffer, Node, Program
+from .simplify import splice
 
 QUANTIZED = ("int8", "uint8")
 
@@ -144,14 +145,7 @@ def qdq_to_integer(prog: Program) -> Program:
         gone.add(id(layer))
         if layer.op_type == "Relu":
             gone.add(id(producers[layer.inputs[0]]))
-    if rewrites:
-        order: list[Node] = []
-        for n in prog.nodes:
-            if id(n) in rewrites:
-                order.extend(rewrites[id(n)])
-            elif id(n) not in gone:
-                order.append(n)
-        prog.nodes = order
+    splice(prog, rewrites, gone)
     return fold_constant_dequant(prog)
 
 

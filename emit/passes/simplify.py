@@ -22,6 +22,17 @@ def absorb(prog: Program, producer: Node, consumer: Node, producers: dict) -> No
     producers[consumer.outputs[0]] = producer
 
 
+def splice(prog: Program, replacements: dict[int, list[Node]], gone: set[int]) -> None:
+    """Each node whose id is in `replacements` becomes those nodes, in place; nodes in `gone` go."""
+    order: list[Node] = []
+    for n in prog.nodes:
+        if id(n) in replacements:
+            order.extend(replacements[id(n)])
+        elif id(n) not in gone:
+            order.append(n)
+    prog.nodes = order
+
+
 def rename_uses(prog: Program, old: str, new: str) -> None:
     for n in walk_nodes(prog.nodes):  # bodies of If/Loop/Scan read outer values by name too
         n.inputs = [new if i == old else i for i in n.inputs]
