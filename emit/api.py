@@ -56,7 +56,7 @@ def export(
 
         if kind == "pyodide-wheel":
             package_name(info)  # a name Python cannot import is refused before the build
-        build_wasm(out, simd=simd, quiet=quiet)
+        build_wasm(out, simd=simd)  # emcc's output is shown only when it fails
         if kind == "pyodide-wheel":
             build_wheel(out)
     elif kind == "firmware":

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import jinja2
+import numpy as np
 
 from .. import __version__
 from ..errors import EmitError
@@ -42,15 +43,9 @@ def find_emcc(cfg: dict) -> str:
 
 def memory_bytes(info: dict, cfg: dict) -> int:
     """Linear memory for the static data (weights, arena, I/O buffers) + stack + slack, whole 64 KiB pages."""
-    io = sum(t["size"] * _itemsize(t["dtype"]) for t in info["inputs"] + info["outputs"])
+    io = sum(t["size"] * np.dtype(t["dtype"]).itemsize for t in info["inputs"] + info["outputs"])
     need = info["weight_bytes"] + info["arena_bytes"] + io + int(cfg["stack_bytes"]) + int(cfg["slack_bytes"])
     return -(-need // _PAGE) * _PAGE
-
-
-def _itemsize(dtype: str) -> int:
-    import numpy as np
-
-    return np.dtype(dtype).itemsize
 
 
 def write_glue(folder: Path, info: dict) -> Path:
@@ -97,7 +92,7 @@ def size_split(path: Path) -> dict:
     return {"wasm_bytes": total, "data_bytes": data, "code_bytes": total - data, "imports": sections.get(2, 0)}
 
 
-def build_wasm(folder: Path, simd: bool = True, quiet: bool = True) -> Path:
+def build_wasm(folder: Path, simd: bool = True) -> Path:
     """Compile folder's C into folder/model.wasm and write model.mjs, model.d.ts, index.html beside it."""
     cfg = target_config("wasm")
     emcc = find_emcc(cfg)
