@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import EmitError
 from .importer import default_name, import_model
-from .ir import Program
+from .ir import Program, is_string
 from .ops import lower_program
 from .passes import optimize, plan_memory
 from .runner import Model, load
@@ -43,6 +43,12 @@ def export(
     kind = target_config(target)["kind"]  # an unknown target is an EmitError listing the known ones
     prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model))
     out = Path(out)
+    strings = [t for t in prog.inputs + prog.outputs if is_string(prog.buffers[t].dtype)]
+    if strings and kind not in ("source", "cffi-extension"):
+        raise EmitError(
+            f"target '{target}': string tensor '{prog.public(strings[0])}' is an input or output; strings cross the "
+            "native runner only (targets c and native) — the wasm, pyodide and firmware runners take numbers"
+        )
     info = write_c_folder(prog, out, source=str(model) if not hasattr(model, "graph") else "model.onnx")
     if kind == "source":
         return info

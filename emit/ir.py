@@ -40,7 +40,32 @@ C_TYPES: dict[str, str] = {
     "uint4": "uint8_t",
     "int2": "uint8_t",
     "uint2": "uint8_t",
+    # strings: every element is a fixed STRING_BYTES-byte, NUL-padded UTF-8 slot (no malloc); see STRING_DTYPE
+    "bytes512": "char",
 }
+
+# a string tensor's element: STRING_BYTES bytes of UTF-8 holding at most STRING_BYTES - 1 bytes of text and
+# at least one NUL, so C can walk it with a bounded loop and Python reads it as numpy's fixed-width bytes
+STRING_BYTES = 64
+STRING_DTYPE = np.dtype(f"S{STRING_BYTES}")
+
+
+def is_string(dtype: np.dtype | str) -> bool:
+    """A string dtype: numpy's str/bytes/object kinds, or STRING_DTYPE's name as manifests write it."""
+    if isinstance(dtype, str) and dtype.startswith("bytes"):
+        return True
+    return np.dtype(dtype).kind in "OSU"
+
+
+def encode_strings(values: np.ndarray, what: str) -> np.ndarray:
+    """Strings (str or bytes) as STRING_DTYPE slots; ValueError naming `what` when one is too long."""
+    arr = np.asarray(values, dtype=object)
+    flat = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in arr.ravel()]
+    for i, b in enumerate(flat):
+        if len(b) >= STRING_BYTES or b"\0" in b:
+            why = "holds a NUL byte" if b"\0" in b else f"is {len(b)} bytes long; at most {STRING_BYTES - 1} fit"
+            raise ValueError(f"{what}: string {i} {why}")
+    return np.array(flat, dtype=STRING_DTYPE).reshape(arr.shape)
 
 
 def c_type(dtype: np.dtype | str) -> str:

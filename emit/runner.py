@@ -12,6 +12,7 @@ import ml_dtypes  # noqa: F401 - the manifest's dtype names bfloat16, float8_*, 
 import numpy as np
 
 from .errors import EmitError
+from .ir import STRING_DTYPE, encode_strings, is_string
 from .wasm_runner import bind_feeds
 
 _CFFI_TYPES = {
@@ -22,7 +23,14 @@ _CFFI_TYPES = {
     "float16": "uint16_t", "bfloat16": "uint16_t", "float8_e4m3fn": "uint8_t", "float8_e4m3fnuz": "uint8_t",
     "float8_e5m2": "uint8_t", "float8_e5m2fnuz": "uint8_t", "float8_e8m0fnu": "uint8_t", "float4_e2m1fn": "uint8_t",
     "int4": "uint8_t", "uint4": "uint8_t", "int2": "uint8_t", "uint2": "uint8_t",
+    "bytes512": "char",  # strings: fixed NUL-padded UTF-8 slots (ir.STRING_DTYPE)
 }
+
+
+def _decoded(slots: np.ndarray) -> np.ndarray:
+    """String slots back to an object array of str, as onnxruntime returns string tensors."""
+    flat = [b.decode("utf-8", errors="replace") for b in slots.ravel().tolist()]
+    return np.array(flat, dtype=object).reshape(slots.shape)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,13 @@ class NativeFunction:
         self._arena_bytes = int(info["arena_bytes"])
 
     def _check(self, spec: TensorSpec, value: Any) -> np.ndarray:
+        if is_string(spec.dtype):
+            arr = np.asarray(value, dtype=object)
+            if any(not isinstance(v, (str, bytes)) for v in arr.ravel()):
+                raise ValueError(f"input '{spec.name}': expected strings (str or bytes), got {np.asarray(value).dtype}")
+            if tuple(arr.shape) != spec.shape:
+                raise ValueError(f"input '{spec.name}': expected shape {list(spec.shape)}, got {list(arr.shape)}")
+            return encode_strings(arr, f"input '{spec.name}'")
         if isinstance(value, np.ndarray) or hasattr(value, "__array_interface__"):
             arr = np.asarray(value)
             if arr.dtype != np.dtype(spec.dtype):
@@ -72,7 +87,7 @@ class NativeFunction:
 
     def run(self, *args, **kwargs) -> dict[str, np.ndarray]:
         arrays = self.bind(args, kwargs)
-        outs = [np.empty(s.shape, dtype=s.dtype) for s in self.outputs]
+        outs = [np.zeros(s.shape, STRING_DTYPE) if is_string(s.dtype) else np.empty(s.shape, dtype=s.dtype) for s in self.outputs]
         arena = np.empty(self._arena_bytes + 16, dtype=np.uint8)
         start = (-arena.ctypes.data) % 16
         ffi = self._ffi
@@ -83,9 +98,9 @@ class NativeFunction:
         if rc != 0:
             raise RuntimeError(
                 f"model returned error code {rc}: an input value was out of range "
-                "(an index past a table's end, or a runtime shape that disagrees with the compiled one)"
+                "(an index past a table's end, a runtime shape that disagrees with the compiled one, or a string too long for its slot)"
             )
-        return {s.name: o for s, o in zip(self.outputs, outs)}
+        return {s.name: _decoded(o) if is_string(s.dtype) else o for s, o in zip(self.outputs, outs)}
 
     __call__ = run
 

@@ -69,6 +69,11 @@ def check_output(name: str, got: Any, ref: Any, rtol: float = RTOL, atol: float 
     from emit.verify import compare, is_float_dtype
 
     got, ref = np.asarray(got), np.asarray(ref)
+    if ref.dtype.kind in "OU":  # strings: exact text, element by element
+        if got.shape != ref.shape:
+            return f"output '{name}': shape {list(got.shape)}, expected {list(ref.shape)}"
+        bad = [k for k, (g, r) in enumerate(zip(got.ravel().tolist(), ref.ravel().tolist())) if g != r]
+        return f"wrong strings in output '{name}': {len(bad)} differ, first at {bad[0]}" if bad else ""
     if got.dtype != ref.dtype:
         return f"output '{name}': dtype {got.dtype}, expected {ref.dtype}"
     if got.shape != ref.shape:

@@ -64,16 +64,17 @@ def test_unsupported_ops_all_named(tmp_path):
     model = make_model(
         [
             helper.make_node("Relu", ["x"], ["a"], name="ok"),
-            helper.make_node("StringNormalizer", ["s"], ["t"], name="strnorm"),
+            helper.make_node("RegexFullMatch", ["s"], ["t"], name="regex", pattern="a+"),
             helper.make_node("MyOp", ["a"], ["y"], name="custom1", domain="my.domain"),
         ],
         [tensor("x", [2]), tensor("s", [2], onnx.TensorProto.STRING)],
-        [tensor("y", [2]), tensor("t", [2], onnx.TensorProto.STRING)],
+        [tensor("y", [2]), tensor("t", [2], onnx.TensorProto.BOOL)],
     )
+    model.opset_import[0].version = 20  # RegexFullMatch
     model.opset_import.append(helper.make_opsetid("my.domain", 1))
     path = tmp_path / "u.onnx"
     onnx.save(model, str(path))
-    assert_one_line_error(run_cli("export", path, "-o", tmp_path / "out"), "strnorm")
+    assert_one_line_error(run_cli("export", path, "-o", tmp_path / "out"), "regex")
 
 
 def test_unsupported_op_lists_nodes(tmp_path):

@@ -184,10 +184,10 @@ def test_tree_ensemble_v5(tmp_path, agg):
     np.testing.assert_allclose(got, ort_run(model, {"x": x})[0], rtol=1e-6)
 
 
-def test_string_label_encoder_reason():
-    n = node("LabelEncoder", ["x"], ["y"], keys_strings=["a"], values_int64s=[1])
-    model = ml_model([n], [tensor("x", [2], TensorProto.STRING)], [tensor("y", [2], I64)], ml_opset=2)
-    with pytest.raises(UnsupportedError, match="string tensors are not supported"):
+def test_string_label_values_reason():
+    n = node("LabelEncoder", ["x"], ["y"], keys_int64s=[1], values_strings=["a"])
+    model = ml_model([n], [tensor("x", [2], I64)], [tensor("y", [2], TensorProto.STRING)], ml_opset=2)
+    with pytest.raises(UnsupportedError, match=r"node LabelEncoder .*string values are not supported \(string keys are\)"):
         emit.export(model, target="c", out="/tmp/unused_ml_strings")
 
 

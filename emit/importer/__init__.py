@@ -10,7 +10,21 @@ import numpy as np
 import onnx
 
 from ..errors import EmitError, UnsupportedError, node_label
-from ..ir import ARENA, INPUT, OUTPUT, WEIGHT, Buffer, Node, Program, bodies, is_supported_dtype, walk_nodes
+from ..ir import (
+    ARENA,
+    INPUT,
+    OUTPUT,
+    STRING_DTYPE,
+    WEIGHT,
+    Buffer,
+    Node,
+    Program,
+    bodies,
+    encode_strings,
+    is_string,
+    is_supported_dtype,
+    walk_nodes,
+)
 from .bind import bind_input_shapes, declared_names, declared_shapes
 from .functions import expand_function
 from .hints import shape_from_consumers
@@ -142,12 +156,18 @@ def _build_program(name, values, runtime, input_names, output_names, opset) -> P
 
     def add(vname: str, storage: str) -> None:
         v = values[vname]
-        if np.dtype(v.dtype).kind in "OSU":
-            raise UnsupportedError(f"tensor '{vname}' holds strings; string tensors are not supported")
+        shape = tuple(int(d) for d in v.shape)
+        if is_string(v.dtype):  # fixed-width UTF-8 slots (ir.STRING_DTYPE)
+            try:
+                data = encode_strings(v.const, f"tensor '{vname}'") if storage == WEIGHT else None
+            except ValueError as exc:
+                raise UnsupportedError(str(exc)) from None
+            buffers[vname] = Buffer(vname, STRING_DTYPE, shape, storage, data=data)
+            return
         if not is_supported_dtype(v.dtype):
             raise UnsupportedError(f"tensor '{vname}' has dtype {np.dtype(v.dtype).name}, which is not supported yet")
         data = np.ascontiguousarray(v.const) if storage == WEIGHT else None
-        buffers[vname] = Buffer(vname, np.dtype(v.dtype), tuple(int(d) for d in v.shape), storage, data=data)
+        buffers[vname] = Buffer(vname, np.dtype(v.dtype), shape, storage, data=data)
 
     for i in input_names:
         add(i, INPUT)

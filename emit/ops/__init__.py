@@ -8,7 +8,7 @@ from ..ir import INPUT, OUTPUT, VIEW, WEIGHT, Program
 from . import registry
 from .registry import Lowering, is_supported, lower_node, op
 
-_FAMILIES = ["copy", "elementwise", "shape", "gemm", "conv", "pool", "reduce", "norm", "resize", "rnn", "index", "quant", "misc", "ml", "training", "tfidf", "contrib", "control", "sequence"]
+_FAMILIES = ["copy", "elementwise", "shape", "gemm", "conv", "pool", "reduce", "norm", "resize", "rnn", "index", "quant", "misc", "ml", "training", "tfidf", "contrib", "control", "sequence", "strings"]
 
 
 def _load_families() -> None:

@@ -17,6 +17,7 @@ from ..ir import Buffer, c_type
 from .cast import cast_expr
 from .common import broadcast_strides, collapse, index_expr, is_float, literal, loop_nest, math_fn, strides
 from .registry import Lowering, op
+from .strings import lower_string_equal
 
 # an operand of a loop: the buffer, the local name its element gets, and optionally the shape it
 # is broadcast from (when it differs from the buffer's own, e.g. old-opset axis broadcasting)
@@ -364,6 +365,8 @@ _BINARY = [
 def lower_binary(ctx: Lowering) -> None:
     a, b, y = ctx.input(0), ctx.input(1), ctx.output(0)
     kind = ctx.node.op_type
+    if kind == "Equal" and a.dtype.kind == "S":
+        return lower_string_equal(ctx)
     if kind in ("And", "Or", "Xor") and (a.dtype != np.bool_ or b.dtype != np.bool_):
         ctx.fail(f"{kind} needs bool inputs")
     pre, expr = _binary_expr(ctx, kind, np.dtype(a.dtype), np.dtype(b.dtype))

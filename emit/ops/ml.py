@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..ir import Buffer
+from ..ir import STRING_BYTES, Buffer, encode_strings
 from .common import is_float, literal
 from .registry import Lowering, op
 from .shape import INDEX_ERROR
@@ -85,11 +85,9 @@ def lower_array_feature_extractor(ctx: Lowering) -> None:
 
 def _label_keys_values(ctx: Lowering) -> tuple[list, list, object, np.dtype]:
     a = ctx.node.attrs
-    if "keys_strings" in a or "values_strings" in a or (
-        "keys_tensor" in a and np.asarray(a["keys_tensor"]).dtype.kind in "OSU"
-    ) or ("values_tensor" in a and np.asarray(a["values_tensor"]).dtype.kind in "OSU"):
-        ctx.fail("string keys or values are not supported (string tensors are not supported)")
-    keys = a.get("keys_int64s") or a.get("keys_floats")
+    if "values_strings" in a or ("values_tensor" in a and np.asarray(a["values_tensor"]).dtype.kind in "OSU"):
+        ctx.fail("string values are not supported (string keys are)")
+    keys = a.get("keys_int64s") or a.get("keys_floats") or a.get("keys_strings")
     if keys is None and "keys_tensor" in a:
         keys = np.asarray(a["keys_tensor"]).reshape(-1).tolist()
     if "values_tensor" in a:
@@ -111,11 +109,13 @@ def lower_label_encoder(ctx: Lowering) -> None:
     """y = the value of the key equal to x, else the default: a binary search over the keys sorted at
     compile time (the first of repeated keys wins; NaN matches nothing, as in onnxruntime)."""
     x, y = ctx.input(0), ctx.output(0)
-    if x.dtype.kind not in "fiu":
+    if x.dtype.kind not in "fiuS":
         ctx.fail(f"input dtype {x.dtype.name} is not supported")
     keys, values, default, vdt = _label_keys_values(ctx)
     if np.dtype(y.dtype) != vdt:
         ctx.fail(f"output dtype {y.dtype.name} differs from the values' {vdt.name}")
+    if x.dtype.kind == "S":
+        return _label_encode_strings(ctx, keys, values, default, vdt)
     kd = np.dtype(x.dtype)
     pairs: dict = {}
     for k, v in zip(keys, values):
@@ -133,6 +133,32 @@ def lower_label_encoder(ctx: Lowering) -> None:
             f"    size_t lo = 0, hi = {len(order)};",
             "    while (lo < hi) { const size_t mid = lo + (hi - lo) / 2; if (lk[mid] < v) lo = mid + 1; else hi = mid; }",
             f"    if (lo < {len(order)} && lk[lo] == v) r = lv[lo];",
+        ]
+    code += [f"    {ctx.ptr(y)}[i] = r;", "}"]
+    ctx.emit("\n".join(code))
+
+
+def _label_encode_strings(ctx: Lowering, keys: list, values: list, default, vdt: np.dtype) -> None:
+    """String keys: the same binary search over the keys sorted as bytes, compared with strncmp."""
+    x, y = ctx.input(0), ctx.output(0)
+    try:
+        slots = encode_strings(np.array(keys, dtype=object), "keys")
+    except ValueError as exc:
+        ctx.fail(str(exc))
+    pairs: dict = {}
+    for k, v in zip(slots.tolist(), values):
+        pairs.setdefault(k, v)
+    order = sorted(pairs)
+    if y.size == 0:
+        return
+    code = [f"for (size_t i = 0; i < {y.size}; ++i) {{", f"    const char *v = {ctx.ptr(x)} + i*{STRING_BYTES};", f"    {y.ctype} r = {literal(default, vdt)};"]
+    if order:
+        texts = ", ".join('"' + "".join(f"\\x{c:02x}" for c in k) + '"' for k in order)
+        code[0:0] = [f"static const char lk[{len(order)}][{STRING_BYTES}] = {{ {texts} }};", _table("lv", y.ctype, [pairs[k] for k in order], vdt)]
+        code += [
+            f"    size_t lo = 0, hi = {len(order)};",
+            f"    while (lo < hi) {{ const size_t mid = lo + (hi - lo) / 2; if (strncmp(lk[mid], v, {STRING_BYTES}) < 0) lo = mid + 1; else hi = mid; }}",
+            f"    if (lo < {len(order)} && strncmp(lk[lo], v, {STRING_BYTES}) == 0) r = lv[lo];",
         ]
     code += [f"    {ctx.ptr(y)}[i] = r;", "}"]
     ctx.emit("\n".join(code))

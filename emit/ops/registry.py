@@ -29,11 +29,13 @@ def is_supported(op_type: str, domain: str = "") -> bool:
     return (domain, op_type) in LOWERINGS
 
 
-_STRINGS = "it works on string tensors, which are not supported"
+_STRINGS = "its pattern language (RE2) is not compiled in: generated code has no regular-expression engine"
+# ops that may see string tensors (fixed-width slots, ir.STRING_DTYPE); any other op touching one is refused
+STRING_OPS = {"Equal", "StringConcat", "StringSplit", "StringNormalizer", "LabelEncoder", "emit.Copy", "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 _RANDOM = "its values are random: generated code has no random source that could reproduce another runtime's draws"
 # ops that will stay unsupported, and why (shown after "unsupported operator: ...")
 WHY_UNSUPPORTED: dict[str, str] = {
-    **dict.fromkeys(["StringConcat", "StringSplit", "StringNormalizer", "RegexFullMatch"], _STRINGS),
+    "RegexFullMatch": _STRINGS,
     **dict.fromkeys(["RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial"], _RANDOM),
     "ImageDecoder": "decoding JPEG/PNG/TIFF/WebP/BMP/PNM byte streams needs image codecs, which are not compiled in",
 }
@@ -148,5 +150,9 @@ def lower_node(prog: Program, node: Node, cnames: dict[str, str]) -> Step:
         dom = f" (domain '{node.domain}')" if node.domain else ""
         raise UnsupportedError(f"node {node_label(node.op_type, node.name)}: operator {node.op_type}{dom} is not supported")
     ctx = Lowering(prog, node, cnames)
+    if node.op_type not in STRING_OPS and any(
+        n and np.dtype(prog.buffers[n].dtype).kind == "S" for n in list(node.inputs) + list(node.outputs) if n in prog.buffers
+    ):
+        ctx.fail("string tensors are supported only by " + ", ".join(sorted(STRING_OPS - {"emit.Copy"})))
     fn(ctx)
     return Step(node, "\n".join(ctx.lines), ctx.kernels)
