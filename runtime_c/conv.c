@@ -110,39 +110,47 @@ static void EK_FN(im2col)(const ek_conv_desc *d, size_t cg, const EK_T *x, EK_T 
     }
 }
 
-/* one output channel of a depthwise convolution: y (out plane) from x (one input plane), w (k) */
+/* y[ow] += wv * x[ow*S + off] for ow in [lo, hi): the inner loop of a depthwise convolution, with the
+ * stride a compile-time constant in the common cases so the compiler vectorises it */
+static void EK_FN(dw_tap)(EK_T *y, const EK_T *x, EK_T wv, size_t lo, size_t hi, size_t stride, ptrdiff_t off)
+{
+    size_t ow;
+    if (stride == 1) {
+        const EK_T *xs = x + off;
+        for (ow = lo; ow < hi; ++ow) y[ow] += wv * xs[ow];
+    } else if (stride == 2) {
+        for (ow = lo; ow < hi; ++ow) y[ow] += wv * x[(ptrdiff_t)(2 * ow) + off];
+    } else {
+        for (ow = lo; ow < hi; ++ow) y[ow] += wv * x[(ptrdiff_t)(ow * stride) + off];
+    }
+}
+
+/* one output channel of a depthwise convolution: y (out plane) from x (one input plane), w (k).
+ * Row by row: an output row stays in L1 while every tap of the kernel adds into it. */
 static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y)
 {
-    const size_t IH = d->in[1], IW = d->in[2];
+    const size_t ID = d->in[0], IH = d->in[1], IW = d->in[2];
     const size_t OD = d->out[0], OH = d->out[1], OW = d->out[2];
-    const size_t sout = OD * OH * OW;
-    size_t i, kd, kh, kw, od, oh, ow;
-    for (i = 0; i < sout; ++i) y[i] = b;
-    for (kd = 0; kd < d->k[0]; ++kd) {
-        const ptrdiff_t offd = (ptrdiff_t)(kd * d->dil[0]) - d->pad[0];
-        size_t dlo, dhi;
-        ek_conv_range(OD, d->in[0], d->stride[0], offd, &dlo, &dhi);
-        for (kh = 0; kh < d->k[1]; ++kh) {
-            const ptrdiff_t offh = (ptrdiff_t)(kh * d->dil[1]) - d->pad[1];
-            size_t hlo, hhi;
-            ek_conv_range(OH, IH, d->stride[1], offh, &hlo, &hhi);
-            for (kw = 0; kw < d->k[2]; ++kw) {
-                const ptrdiff_t offw = (ptrdiff_t)(kw * d->dil[2]) - d->pad[2];
-                const EK_T wv = w[(kd * d->k[1] + kh) * d->k[2] + kw];
-                size_t wlo, whi;
-                ek_conv_range(OW, IW, d->stride[2], offw, &wlo, &whi);
-                for (od = dlo; od < dhi; ++od) {
-                    const size_t id = (size_t)((ptrdiff_t)(od * d->stride[0]) + offd);
-                    for (oh = hlo; oh < hhi; ++oh) {
-                        const size_t ih = (size_t)((ptrdiff_t)(oh * d->stride[1]) + offh);
-                        const EK_T *xr = x + (id * IH + ih) * IW;
-                        EK_T *yr = y + (od * OH + oh) * OW;
-                        if (d->stride[2] == 1) {
-                            for (ow = wlo; ow < whi; ++ow) yr[ow] += wv * xr[(ptrdiff_t)ow + offw];
-                        } else {
-                            for (ow = wlo; ow < whi; ++ow)
-                                yr[ow] += wv * xr[(ptrdiff_t)(ow * d->stride[2]) + offw];
-                        }
+    const size_t KD = d->k[0], KH = d->k[1], KW = d->k[2];
+    const size_t SD = d->stride[0], SH = d->stride[1], SW = d->stride[2];
+    size_t od, oh, ow, kd, kh, kw;
+    for (od = 0; od < OD; ++od) {
+        for (oh = 0; oh < OH; ++oh) {
+            EK_T *yr = y + (od * OH + oh) * OW;
+            for (ow = 0; ow < OW; ++ow) yr[ow] = b;
+            for (kd = 0; kd < KD; ++kd) {
+                const ptrdiff_t id = (ptrdiff_t)(od * SD + kd * d->dil[0]) - d->pad[0];
+                if (id < 0 || id >= (ptrdiff_t)ID) continue;
+                for (kh = 0; kh < KH; ++kh) {
+                    const ptrdiff_t ih = (ptrdiff_t)(oh * SH + kh * d->dil[1]) - d->pad[1];
+                    const EK_T *xr;
+                    if (ih < 0 || ih >= (ptrdiff_t)IH) continue;
+                    xr = x + ((size_t)id * IH + (size_t)ih) * IW;
+                    for (kw = 0; kw < KW; ++kw) {
+                        const ptrdiff_t offw = (ptrdiff_t)(kw * d->dil[2]) - d->pad[2];
+                        size_t wlo, whi;
+                        ek_conv_range(OW, IW, SW, offw, &wlo, &whi);
+                        EK_FN(dw_tap)(yr, xr, w[(kd * KH + kh) * KW + kw], wlo, whi, SW, offw);
                     }
                 }
             }

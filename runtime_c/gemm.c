@@ -19,19 +19,29 @@
  * simd128); other compilers get the plain loops, which they may vectorise themselves. */
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(EK_NO_VECTOR_EXT)
 #define EK_VEC 1
-typedef float ek_sv __attribute__((vector_size(16)));
+/* float vectors as wide as the target's registers (a native build gets -march=native): 64 bytes with
+ * AVX-512, 32 with AVX, else 16 (SSE, NEON, wasm simd128) */
+#if defined(__AVX512F__)
+#define EK_SVL 16
+#elif defined(__AVX__)
+#define EK_SVL 8
+#else
+#define EK_SVL 4
+#endif
+typedef float ek_sv __attribute__((vector_size(EK_SVL * 4)));
 typedef double ek_dv __attribute__((vector_size(16)));
 #else
 #define EK_VEC 0
+#define EK_SVL 4
 #endif
 
 #define EK_T float
 #define EK_FN(name) ek_s##name
 #define EK_EXP expf
 #define EK_V ek_sv
-#define EK_VL 4 /* elements per vector */
+#define EK_VL EK_SVL /* elements per vector */
 #define EK_MR 4 /* the vector block below is written for 4 rows */
-#define EK_NR 8 /* two vectors */
+#define EK_NR (2 * EK_SVL) /* two vectors */
 #define EK_KC 128
 #include "gemm.c"
 #undef EK_V
@@ -89,6 +99,13 @@ void EK_FN(act)(EK_T *y, size_t n, int act, EK_T act_a, EK_T act_b)
     if (act == EK_ACT_NONE) return;
     if (act == EK_ACT_RELU) {
         for (i = 0; i < n; ++i) y[i] = y[i] < 0 ? (EK_T)0 : y[i];
+        return;
+    }
+    if (act == EK_ACT_CLIP) { /* as act1: min(max(v, a), b) */
+        for (i = 0; i < n; ++i) {
+            const EK_T t = y[i] < act_a ? act_a : y[i];
+            y[i] = t > act_b ? act_b : t;
+        }
         return;
     }
     for (i = 0; i < n; ++i) y[i] = EK_FN(act1)(y[i], act, act_a, act_b);
@@ -168,6 +185,23 @@ static void EK_FN(micro)(size_t kc, const EK_T *const *rows, size_t acs, const E
 }
 #endif
 
+/* the epilogue on one finished row of C: alpha, bias, activation, each as its own loop so the compiler
+ * vectorises them (a per-element switch here cost as much as the products when K is small) */
+static void EK_FN(finish_row)(EK_T *c, size_t n, EK_T alpha, EK_T beta, const EK_T *bias, size_t bias_cs, int act,
+                              EK_T act_a, EK_T act_b)
+{
+    size_t j;
+    if (alpha != 1)
+        for (j = 0; j < n; ++j) c[j] *= alpha;
+    if (bias && bias_cs == 0) {
+        const EK_T bv = beta * bias[0];
+        for (j = 0; j < n; ++j) c[j] += bv;
+    } else if (bias) {
+        for (j = 0; j < n; ++j) c[j] += beta * bias[j * bias_cs];
+    }
+    EK_FN(act)(c, n, act, act_a, act_b);
+}
+
 /* one block of C: the products, plus what earlier K blocks left in C; the epilogue after the last */
 static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T *C, size_t ldc,
                          size_t mr, size_t nr, int first, int last, EK_T alpha, EK_T beta, const EK_T *bias,
@@ -178,16 +212,11 @@ static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const E
     EK_FN(micro)(kc, rows, acs, bp, acc);
     for (i = 0; i < mr; ++i) {
         EK_T *c = C + i * ldc;
-        for (j = 0; j < nr; ++j) {
-            EK_T v = acc[i][j];
-            if (!first) v += c[j];
-            if (last) {
-                v *= alpha;
-                if (bias) v += beta * bias[i * bias_rs + j * bias_cs];
-                v = EK_FN(act1)(v, act, act_a, act_b);
-            }
-            c[j] = v;
-        }
+        if (first)
+            for (j = 0; j < nr; ++j) c[j] = acc[i][j];
+        else
+            for (j = 0; j < nr; ++j) c[j] += acc[i][j];
+        if (last) EK_FN(finish_row)(c, nr, alpha, beta, bias ? bias + i * bias_rs : bias, bias_cs, act, act_a, act_b);
     }
 }
 
@@ -245,11 +274,7 @@ static void EK_FN(gemm_rows)(size_t M, size_t N, size_t K, EK_T alpha, const EK_
                 c[j] = s;
             }
         }
-        for (j = 0; j < N; ++j) {
-            EK_T v = alpha * c[j];
-            if (bias) v += beta * bias[i * bias_rs + j * bias_cs];
-            c[j] = EK_FN(act1)(v, act, act_a, act_b);
-        }
+        EK_FN(finish_row)(c, N, alpha, beta, bias ? bias + i * bias_rs : bias, bias_cs, act, act_a, act_b);
     }
 }
 

@@ -48,23 +48,56 @@ def liveness(prog: Program) -> dict[str, tuple[int, int]]:
     return {k: (a, b) for k, (a, b) in spans.items()}
 
 
-def plan_memory(prog: Program) -> Program:
-    spans = liveness(prog)
-    order = sorted(spans, key=lambda k: (-prog.buffers[k].nbytes, spans[k][0], k))
+def _place(order: list[str], sizes: dict[str, int], spans: dict[str, tuple[int, int]], best_fit: bool) -> tuple[dict[str, int], int]:
+    """Offsets for the buffers in `order`: each at the lowest offset (first fit) or in the tightest gap
+    (best fit) that overlaps no buffer already placed whose lifetime meets its own."""
     placed: list[tuple[int, int, int, int]] = []  # offset, end, first, last
+    offsets: dict[str, int] = {}
     top = 0
     for name in order:
-        size = _align(max(prog.buffers[name].nbytes, 1))
+        size = sizes[name]
         first, last = spans[name]
         clashes = sorted((o, e) for o, e, f, lst in placed if not (lst < first or last < f))
-        offset = 0
+        gaps: list[tuple[int, int]] = []  # (start, room) of every hole between clashing buffers, then the top
+        cursor = 0
         for o, e in clashes:
-            if offset + size <= o:
-                break
-            offset = max(offset, _align(e))
-        prog.buffers[name].offset = offset
+            if o > cursor:
+                gaps.append((cursor, o - cursor))
+            cursor = max(cursor, _align(e))
+        fitting = [(room, start) for start, room in gaps if room >= size]
+        if not fitting:
+            offset = cursor
+        elif best_fit:
+            offset = min(fitting)[1]
+        else:
+            offset = min(start for _, start in fitting)
+        offsets[name] = offset
         placed.append((offset, offset + size, first, last))
         top = max(top, offset + size)
+    return offsets, top
+
+
+def plan_memory(prog: Program) -> Program:
+    """Several greedy orders (largest first, earliest first, longest-lived first), first and best fit;
+    the smallest arena wins. Each is quadratic in the number of buffers, which stays in the hundreds."""
+    spans = liveness(prog)
+    sizes = {k: _align(max(prog.buffers[k].nbytes, 1)) for k in spans}
+    names = sorted(spans)
+    orders = [
+        sorted(names, key=lambda k: (-sizes[k], spans[k][0])),
+        sorted(names, key=lambda k: (spans[k][0], -sizes[k])),
+        sorted(names, key=lambda k: (-(spans[k][1] - spans[k][0]), -sizes[k])),
+        sorted(names, key=lambda k: (-sizes[k] * (spans[k][1] - spans[k][0] + 1), spans[k][0])),
+    ]
+    best: tuple[dict[str, int], int] | None = None
+    for order in orders:
+        for best_fit in (False, True):
+            offsets, top = _place(order, sizes, spans, best_fit)
+            if best is None or top < best[1]:
+                best = (offsets, top)
+    offsets, top = best if best is not None else ({}, 0)
+    for name, offset in offsets.items():
+        prog.buffers[name].offset = offset
     prog.arena_bytes = top
     return prog
 
