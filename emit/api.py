@@ -24,6 +24,18 @@ def compile_program(model, shapes=None, dims=None, name: str | None = None) -> P
     return plan_memory(prog)
 
 
+def check_export_options(target: str, weights: str = "embed", weight_dtype: str = "f32") -> str:
+    """The target's kind, or an EmitError for an unknown target or a storage option it cannot take."""
+    from .codegen.storage import check_options
+
+    kind = target_config(target)["kind"]  # an unknown target is an EmitError listing the known ones
+    check_options(weights, weight_dtype)
+    if weights == "file" and kind == "firmware":
+        raise EmitError(f"target '{target}': --weights file is for the native and wasm runners; firmware embeds its "
+                        "weights in flash (use --weight-dtype f16 or int8 to shrink them)")
+    return kind
+
+
 def export(
     model,
     target: str = "c",
@@ -33,14 +45,18 @@ def export(
     name: str | None = None,
     quiet: bool = True,
     simd: bool = True,
+    weights: str = "embed",
+    weight_dtype: str = "f32",
 ) -> dict:
     """Compile `model` (a path or ModelProto) into folder `out` for `target`; returns the manifest.
 
     Targets are the files of targets/: c (the folder only), native (cffi extension), wasm (model.wasm +
-    model.mjs), pyodide (a py3-none-any wheel with the .wasm), firmware kinds (cortex-m4, ...)."""
+    model.mjs), pyodide (a py3-none-any wheel with the .wasm), firmware kinds (cortex-m4, ...).
+    weights: "embed" (in model.c) or "file" (a separate model.weights the runners load; swap it without
+    rebuilding). weight_dtype: "f32", "f16" or "int8" (per-channel symmetric) storage; compute stays float32."""
     from .codegen import write_c_folder
 
-    kind = target_config(target)["kind"]  # an unknown target is an EmitError listing the known ones
+    kind = check_export_options(target, weights, weight_dtype)
     prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model))
     out = Path(out)
     strings = [t for t in prog.inputs + prog.outputs if is_string(prog.buffers[t].dtype)]
@@ -49,7 +65,12 @@ def export(
             f"target '{target}': string tensor '{prog.public(strings[0])}' is an input or output; strings cross the "
             "native runner only (targets c and native) — the wasm, pyodide and firmware runners take numbers"
         )
-    info = write_c_folder(prog, out, source=str(model) if not hasattr(model, "graph") else "model.onnx")
+    info = write_c_folder(prog, out, source=str(model) if not hasattr(model, "graph") else "model.onnx",
+                          weights=weights, weight_dtype=weight_dtype)
+    # what `onnx-emit weights` needs to recompile the same layout from new values
+    info["export"] = {"shapes": {k: list(v) for k, v in (shapes or {}).items()}, "dims": dict(dims or {}),
+                      "name": prog.name, "weight_dtype": weight_dtype}
+    (out / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
     if kind == "source":
         return info
     if kind == "cffi-extension":

@@ -31,6 +31,15 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", metavar="PREFIX", help="C symbol prefix (default: from the file name)")
 
 
+def _storage_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", choices=["embed", "file"], default="embed",
+                   help="embed the weights in model.c (default), or write them to a separate OUT/model.weights that the "
+                        "runners load and that can be swapped without rebuilding")
+    p.add_argument("--weight-dtype", choices=["f32", "f16", "int8"], default="f32",
+                   help="storage precision of float32 weights: f32 (default), f16 (half the bytes) or int8 (per-output-channel "
+                        "symmetric, a quarter); compute stays float32")
+
+
 def _bindings(args) -> tuple[dict, dict]:
     from .importer.bind import parse_dim_option, parse_shape_option
 
@@ -42,18 +51,21 @@ def _bindings(args) -> tuple[dict, dict]:
 
 
 def cmd_export(args) -> int:
-    from .api import export
-    from .targets import target_config
+    from .api import check_export_options, export
 
     shapes, dims = _bindings(args)
-    target_config(args.target)  # an unknown target is refused before any work
+    check_export_options(args.target, args.weights, args.weight_dtype)  # refused before any work
     t0 = time.perf_counter()
     _progress(f"compiling {args.model} for target {args.target} ...")
-    info = export(args.model, target=args.target, out=args.out, shapes=shapes, dims=dims, name=args.name, simd=not args.no_simd)
+    info = export(args.model, target=args.target, out=args.out, shapes=shapes, dims=dims, name=args.name, simd=not args.no_simd,
+                  weights=args.weights, weight_dtype=args.weight_dtype)
     dt = time.perf_counter() - t0
-    files = ", ".join(info["sources"] + ["model.h", "manifest.json"])
+    w = info["weights"]
+    files = ", ".join(info["sources"] + ["model.h", "manifest.json"] + ([w["file"]] if w["mode"] == "file" else []))
     print(f"wrote {args.out}/ ({files}) in {dt:.1f}s")
-    print(f"weights {info['weight_bytes']:,} bytes, arena {info['arena_bytes']:,} bytes")
+    where = f"in {w['file']} ({w['blob_bytes']:,} bytes with its header)" if w["mode"] == "file" else "embedded"
+    narrowed = f", {w['narrowed']} of {w['tensors']} tensors as {w['dtype']}" if w["dtype"] != "f32" else ""
+    print(f"weights {info['weight_bytes']:,} bytes {where}{narrowed}, arena {info['arena_bytes']:,} bytes")
     for line in built_summary(info, args.out):
         print(line)
     return EXIT_OK
@@ -100,6 +112,10 @@ def inspect_model(model, shapes, dims, name=None) -> dict:
     except EmitError as exc:
         lowering_error = str(exc)
     prog = plan_memory(prog)
+    from .codegen import referenced_weights
+    from .codegen.storage import storage_sizes
+
+    storage = storage_sizes(prog, referenced_weights(prog)) if lowering_error is None else {}
 
     def t(n):
         b = prog.buffers[n]
@@ -116,6 +132,7 @@ def inspect_model(model, shapes, dims, name=None) -> dict:
         "lowering_error": lowering_error,
         "nodes": len(prog.nodes),
         "weight_bytes": prog.weight_bytes(),
+        "weight_storage_bytes": storage,
         "arena_bytes": prog.arena_bytes,
         "arena_naive_bytes": naive_bytes(prog),
         "arena_lower_bound_bytes": peak_live_bytes(prog),
@@ -145,6 +162,9 @@ def cmd_inspect(args) -> int:
             print(f"  {kind[:-1]:6} {t['name']}: {t['dtype']} {t['shape']}")
     print("  ops: " + ", ".join(f"{k}x{v}" for k, v in rep["ops"].items()))
     print(f"  weights: {rep['weight_bytes']:,} bytes")
+    if rep["weight_storage_bytes"]:
+        sizes = ", ".join(f"{k} {v:,} bytes" for k, v in rep["weight_storage_bytes"].items())
+        print(f"  weight storage (--weight-dtype): {sizes}")
     saved = 100.0 * (1 - rep["arena_bytes"] / rep["arena_naive_bytes"]) if rep["arena_naive_bytes"] else 0.0
     print(
         f"  arena: {rep['arena_bytes']:,} bytes (naive sum {rep['arena_naive_bytes']:,}, {saved:.0f}% saved; "
@@ -214,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p)
     p.add_argument("--target", default="c", metavar="TARGET", help=_targets_help())
     p.add_argument("--no-simd", action="store_true", help="wasm/pyodide: build without -msimd128, for engines without SIMD")
+    _storage_options(p)
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.set_defaults(fn=cmd_export)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import EmitError
 from .ir import STRING_DTYPE, encode_strings, is_string
-from .wasm_runner import bind_feeds
+from .wasm_runner import WEIGHTS_ERRORS, bind_feeds, read_weights
 
 _CFFI_TYPES = {
     "float32": "float", "float64": "double", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
@@ -58,7 +58,29 @@ class NativeFunction:
         self.outputs = [TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in info["outputs"]]
         self._ffi = ext.ffi
         self._fn = getattr(ext.lib, info["functions"]["run"])
+        self._load = getattr(ext.lib, info["functions"]["load_weights"]) if "load_weights" in info["functions"] else None
+        self._blob: np.ndarray | None = None  # the loaded model.weights: C reads float32 tensors from it in place
         self._arena_bytes = int(info["arena_bytes"])
+
+    def load_weights(self, weights: str | Path | bytes) -> None:
+        """Swap in another model.weights (a path or its bytes) of the same model; EmitError naming the problem."""
+        if self._load is None:
+            raise EmitError(f"model '{self.info['prefix']}' embeds its weights (exported without --weights file)")
+        if isinstance(weights, (bytes, bytearray, memoryview)):
+            self._adopt(bytes(weights), "weights")
+        else:
+            self._adopt(Path(weights).read_bytes(), str(weights))
+
+    def _adopt(self, data: bytes, what: str) -> None:
+        buf = np.zeros(len(data) + 64, dtype=np.uint8)
+        start = (-buf.ctypes.data) % 64
+        blob = buf[start:start + len(data)]
+        blob[:] = np.frombuffer(data, dtype=np.uint8)
+        rc = self._load(self._ffi.from_buffer("uint8_t[]", buf[start:]), len(data))
+        if rc != 0:
+            self._blob = None
+            raise EmitError(f"{what}: {WEIGHTS_ERRORS.get(rc, f'error {rc}')}")
+        self._blob = buf
 
     def _check(self, spec: TensorSpec, value: Any) -> np.ndarray:
         if is_string(spec.dtype):
@@ -95,6 +117,8 @@ class NativeFunction:
         ptrs += [ffi.from_buffer(f"{_CFFI_TYPES[s.dtype]}[]", a) for s, a in zip(self.inputs, arrays)]
         ptrs += [ffi.from_buffer(f"{_CFFI_TYPES[s.dtype]}[]", o, require_writable=True) for s, o in zip(self.outputs, outs)]
         rc = self._fn(*ptrs)
+        if rc in WEIGHTS_ERRORS:
+            raise RuntimeError(WEIGHTS_ERRORS[rc])
         if rc != 0:
             raise RuntimeError(
                 f"model returned error code {rc}: an input value was out of range "
@@ -108,7 +132,7 @@ class NativeFunction:
 class Model(NativeFunction):
     """A model exported with target native: `emit.load(folder)`."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, weights: str | Path | bytes | None = None) -> None:
         folder = Path(folder)
         mf = folder / "manifest.json"
         if not mf.is_file():
@@ -120,6 +144,12 @@ class Model(NativeFunction):
         ext = import_extension(folder / native["file"], native["module"])
         super().__init__(info, ext)
         self.folder = folder
+        try:
+            blob = read_weights(folder, info, weights)
+        except (FileNotFoundError, ValueError) as exc:
+            raise EmitError(str(exc)) from None
+        if blob is not None:
+            self._adopt(*blob)
 
     def __repr__(self) -> str:
         return f"<emit.Model {self.info['prefix']} inputs={self.inputs} outputs={self.outputs}>"
@@ -129,7 +159,7 @@ class WasmModel(NativeFunction):
     """A model exported with target wasm or pyodide: model.wasm run through wasmtime (emit.wasm_runner), with the
     native runner's argument binding and checks."""
 
-    def __init__(self, folder: str | Path, info: dict) -> None:
+    def __init__(self, folder: str | Path, info: dict, weights: str | Path | bytes | None = None) -> None:
         from . import wasm_runner
 
         self.folder = Path(folder)
@@ -137,11 +167,18 @@ class WasmModel(NativeFunction):
         self.inputs = [TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in info["inputs"]]
         self.outputs = [TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in info["outputs"]]
         try:
-            self._instance = wasm_runner.open_instance(self.folder, backend="wasmtime")[1]
+            self._instance = wasm_runner.open_instance(self.folder, backend="wasmtime", weights=weights)[1]
         except ImportError as exc:
             raise EmitError(f"{folder}: {exc}") from None
         except (OSError, ValueError, RuntimeError) as exc:
             raise EmitError(f"{folder}: cannot load {info['wasm'].get('file', 'model.wasm')}: {exc}") from None
+
+    def load_weights(self, weights: str | Path | bytes) -> None:
+        what = "weights" if isinstance(weights, (bytes, bytearray, memoryview)) else str(weights)
+        try:
+            self._instance.load_weights(bytes(weights) if what == "weights" else Path(weights).read_bytes(), what)
+        except ValueError as exc:
+            raise EmitError(str(exc)) from None
 
     def run(self, *args, **kwargs) -> dict[str, np.ndarray]:
         arrays = self.bind(args, kwargs)
@@ -157,15 +194,16 @@ class WasmModel(NativeFunction):
         return f"<emit.WasmModel {self.info['prefix']} (wasmtime) inputs={self.inputs} outputs={self.outputs}>"
 
 
-def load(folder: str | Path) -> Model | WasmModel:
+def load(folder: str | Path, weights: str | Path | bytes | None = None) -> Model | WasmModel:
     """The model exported into `folder`: the cffi extension (target native), else model.wasm through wasmtime
-    (targets wasm and pyodide)."""
+    (targets wasm and pyodide). weights: for models exported with --weights file, the model.weights to use
+    (a path or its bytes; default the folder's)."""
     folder = Path(folder)
     mf = folder / "manifest.json"
     if mf.is_file():
         info = json.loads(mf.read_text())
         if not info.get("native") and info.get("wasm"):
-            return WasmModel(folder, info)
+            return WasmModel(folder, info, weights)
         if not info.get("native"):
             raise EmitError(f"{folder}: not built for native or wasm; export with --target native, wasm or pyodide")
-    return Model(folder)
+    return Model(folder, weights)

@@ -19,6 +19,10 @@ Outputs: {name: value}. When any input was a numpy array they are numpy arrays s
 each is a `Tensor`: an array.array holding the values flat in row-major order, with `.shape` and `.dtype`, whose
 `.tolist()` nests them per the shape (`.numpy()` gives the shaped numpy array when numpy is installed).
 A runtime value out of range (an index past a table's end) raises RuntimeError, as the native runner does.
+
+Models exported with --weights file read model.weights beside model.wasm (or `load(folder, weights=path_or_bytes)`);
+`m.load_weights(path_or_bytes)` swaps in another one of the same model. A file for another model, a truncated or
+corrupt one raises ValueError naming the problem.
 """
 
 from __future__ import annotations
@@ -32,8 +36,21 @@ from typing import Any
 
 ABI_VERSION = 1
 _EXPORTS = ("memory", "emit_input", "emit_output", "emit_run", "emit_abi_version")
+_WEIGHTS_EXPORTS = ("emit_weights_buffer", "emit_weights_capacity", "emit_load_weights")  # --weights file only
 RANGE_ERROR = ("model returned error code {rc}: an input value was out of range "
                "(an index past a table's end, or a runtime shape that disagrees with the compiled one)")
+
+# the error codes of <prefix>_load_weights / emit_load_weights (runtime_c/emit_runtime.h, EK_WEIGHTS_*)
+WEIGHTS_ERRORS = {
+    10: "not an onnx-emit weights file (bad magic)",
+    11: "weights file format version not supported by this build",
+    12: "weights file is for another model (layout hash differs)",
+    13: "weights file stores another dtype than this build expects",
+    14: "weights file is truncated or has the wrong size",
+    15: "weights file is corrupt (checksum mismatch)",
+    16: "weights buffer is not 16-byte aligned",
+    17: "weights not loaded: call load_weights first",
+}
 
 # dtype -> (kind, itemsize); kind as in numpy: f float, i signed, u unsigned, b bool
 DTYPES: dict[str, tuple[str, int]] = {
@@ -289,7 +306,7 @@ class _WasmtimeHost:
             raise RuntimeError(f"cannot instantiate model.wasm: {str(exc).splitlines()[0]}") from None
         ex = instance.exports(self._store)
         self._ex = {}
-        for name in (*_EXPORTS, "_initialize"):
+        for name in (*_EXPORTS, *_WEIGHTS_EXPORTS, "_initialize"):
             try:
                 self._ex[name] = ex[name]
             except KeyError:
@@ -390,6 +407,16 @@ class WasmInstance:
         self._in_ptr = [host.call("emit_input", i) & 0xFFFFFFFF for i in range(len(inputs))]
         self._out_ptr = [host.call("emit_output", i) & 0xFFFFFFFF for i in range(len(outputs))]
 
+    def load_weights(self, blob: bytes, what: str = "weights") -> None:
+        """Copy a whole model.weights into the module and have it checked (ValueError naming the problem)."""
+        if not self.host.has("emit_load_weights"):
+            raise ValueError(f"{what}: this model embeds its weights (exported without --weights file)")
+        cap = self.host.call("emit_weights_capacity")
+        self.host.write(self.host.call("emit_weights_buffer") & 0xFFFFFFFF, bytes(blob[:cap]))
+        rc = self.host.call("emit_load_weights", min(len(blob), 0x7FFFFFFF))
+        if rc != 0:
+            raise ValueError(f"{what}: {WEIGHTS_ERRORS.get(rc, f'error {rc}')}")
+
     def run_bytes(self, data: list[bytes]) -> list[bytes]:
         """Little-endian bytes per input (exactly nbytes each) -> bytes per output."""
         for spec, ptr, b in zip(self.inputs, self._in_ptr, data):
@@ -397,6 +424,8 @@ class WasmInstance:
                 raise ValueError(f"input '{spec.name}': expected {spec.nbytes} bytes, got {len(b)}")
             self.host.write(ptr, b)
         rc = self.host.call("emit_run")
+        if rc in WEIGHTS_ERRORS:
+            raise RuntimeError(WEIGHTS_ERRORS[rc])
         if rc != 0:
             raise RuntimeError(RANGE_ERROR.format(rc=rc))
         return [self.host.read(ptr, spec.nbytes) for spec, ptr in zip(self.outputs, self._out_ptr)]
@@ -447,12 +476,36 @@ def _wasm_bytes(folder: str | Path, info: dict) -> bytes:
     return (Path(folder) / info["wasm"].get("file", "model.wasm")).read_bytes()
 
 
-def open_instance(folder: str | Path, backend: str | None = None) -> tuple[dict, WasmInstance]:
-    """manifest and a ready WasmInstance for the model.wasm of `folder` (synchronous compile)."""
+def read_weights(folder: str | Path, info: dict, weights: str | Path | bytes | None) -> tuple[bytes, str] | None:
+    """(model.weights' bytes, what to call it in errors) for a --weights file model, else None."""
+    w = info.get("weights", {})
+    if w.get("mode") != "file":
+        if weights is not None:
+            raise ValueError(f"{folder}: this model embeds its weights; it takes no weights file")
+        return None
+    if isinstance(weights, (bytes, bytearray, memoryview)):
+        return bytes(weights), "weights"
+    path = Path(weights) if weights is not None else Path(folder) / w.get("file", "model.weights")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file (the model was exported with --weights file)")
+    return path.read_bytes(), str(path)
+
+
+def _ready(host: Any, folder: str | Path, info: dict, weights: Any) -> WasmInstance:
+    inst = WasmInstance(host, *specs(info))
+    blob = read_weights(folder, info, weights)
+    if blob is not None:
+        inst.load_weights(*blob)
+    return inst
+
+
+def open_instance(folder: str | Path, backend: str | None = None, weights: Any = None) -> tuple[dict, WasmInstance]:
+    """manifest and a ready WasmInstance for the model.wasm of `folder` (synchronous compile); `weights`: a path or
+    bytes of model.weights for --weights file models (default: the folder's)."""
     info = read_manifest(folder)
     wasm = _wasm_bytes(folder, info)
     host = _JsHost.instantiate(wasm) if _default_backend(backend) == "pyodide" else _WasmtimeHost(wasm)
-    return info, WasmInstance(host, *specs(info))
+    return info, _ready(host, folder, info, weights)
 
 
 class Model:
@@ -469,6 +522,13 @@ class Model:
     def bind(self, args: tuple, kwargs: dict) -> dict[str, Any]:
         return bind_feeds([s.name for s in self.inputs], args, kwargs)
 
+    def load_weights(self, weights: str | Path | bytes) -> None:
+        """Swap in another model.weights (a path or its bytes) of the same model; ValueError naming the problem."""
+        if isinstance(weights, (bytes, bytearray, memoryview)):
+            self._instance.load_weights(bytes(weights))
+        else:
+            self._instance.load_weights(Path(weights).read_bytes(), str(weights))
+
     def run(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         feeds = self.bind(args, kwargs)
         data = [encode_input(s, feeds[s.name]) for s in self.inputs]
@@ -482,16 +542,17 @@ class Model:
         return f"<{self.name} ({self.backend}) inputs={self.inputs} outputs={self.outputs}>"
 
 
-def load(folder: str | Path, backend: str | None = None) -> Model:
-    """The model of `folder` (manifest.json + model.wasm). backend: None (Pyodide inside Pyodide, else wasmtime)."""
-    return Model(*open_instance(folder, backend))
+def load(folder: str | Path, backend: str | None = None, weights: Any = None) -> Model:
+    """The model of `folder` (manifest.json + model.wasm). backend: None (Pyodide inside Pyodide, else wasmtime).
+    weights: model.weights to use (path or bytes) for --weights file models; default the folder's."""
+    return Model(*open_instance(folder, backend, weights))
 
 
-async def load_async(folder: str | Path, backend: str | None = None) -> Model:
+async def load_async(folder: str | Path, backend: str | None = None, weights: Any = None) -> Model:
     """As load(), but compiles with the asynchronous WebAssembly.instantiate in Pyodide, which a browser's main thread
     needs for modules over a few KiB; in CPython it is the same as load()."""
     if _default_backend(backend) != "pyodide":
-        return load(folder, backend)
+        return load(folder, backend, weights)
     info = read_manifest(folder)
     host = await _JsHost.instantiate_async(_wasm_bytes(folder, info))
-    return Model(info, WasmInstance(host, *specs(info)))
+    return Model(info, _ready(host, folder, info, weights))

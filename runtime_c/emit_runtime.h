@@ -102,4 +102,21 @@ uint8_t ek_f32_to_f8(float f, int kind, int saturate);
 float ek_e8m0_to_f32(uint8_t v);
 uint8_t ek_f32_to_e8m0(float f, int saturate, int round_mode);
 
+/* ---- weights.c: --weights file and --weight-dtype f16|int8 (emit/codegen/storage.py) ---- */
+#define EK_WEIGHTS_HEADER_BYTES 64
+#define EK_WEIGHTS_BAD_MAGIC 10   /* not an onnx-emit weights file */
+#define EK_WEIGHTS_BAD_VERSION 11 /* a format version this code does not read */
+#define EK_WEIGHTS_OTHER_MODEL 12 /* the layout hash differs: a blob for another model */
+#define EK_WEIGHTS_BAD_DTYPE 13   /* stored as another --weight-dtype */
+#define EK_WEIGHTS_BAD_SIZE 14    /* truncated, or longer than the header says */
+#define EK_WEIGHTS_CORRUPT 15     /* payload checksum mismatch */
+#define EK_WEIGHTS_MISALIGNED 16  /* the blob is not 16-byte aligned */
+#define EK_WEIGHTS_NOT_LOADED 17  /* run before a successful load */
+/* 0 when blob (n bytes) is a weights file of this layout (hash), storage dtype and payload size, else an
+ * EK_WEIGHTS_* code; reads nothing past blob + n. */
+int ek_check_weights(const unsigned char *blob, size_t n, const unsigned char hash[32], uint32_t dtype,
+                     uint64_t payload_bytes);
+/* y = scale[c] * q for q laid out [outer, channels, inner] (per-channel symmetric int8) */
+void ek_expand_i8(const int8_t *q, const float *scale, float *y, size_t outer, size_t channels, size_t inner);
+
 #endif /* EMIT_RUNTIME_H */

@@ -15,7 +15,8 @@ from ..targets import target_config
 
 def prototypes(info: dict) -> str:
     p = info["prefix"]
-    return f"int {p}_run({info['signature']});\n"
+    extra = f"int {p}_load_weights(const void *blob, size_t nbytes);\n" if "load_weights" in info["functions"] else ""
+    return f"int {p}_run({info['signature']});\n" + extra
 
 
 def module_name(prefix: str) -> str:

@@ -45,8 +45,18 @@ def find_emcc(cfg: dict) -> str:
 def memory_bytes(info: dict, cfg: dict) -> int:
     """Linear memory for the static data (weights, arena, I/O buffers) + stack + slack, whole 64 KiB pages."""
     io = sum(t["size"] * np.dtype(t["dtype"]).itemsize for t in info["inputs"] + info["outputs"])
-    need = info["weight_bytes"] + info["arena_bytes"] + io + int(cfg["stack_bytes"]) + int(cfg["slack_bytes"])
+    w = info.get("weights", {})
+    # embedded weights, or the buffer model.weights is copied into; plus float32 copies of narrow ones
+    weights = w.get("blob_bytes", 0) if w.get("mode") == "file" else info["weight_bytes"]
+    weights += w.get("expanded_bytes", 0)
+    need = weights + info["arena_bytes"] + io + int(cfg["stack_bytes"]) + int(cfg["slack_bytes"])
     return -(-need // _PAGE) * _PAGE
+
+
+def file_weights_bytes(info: dict) -> int:
+    """model.weights' size when the weights are a separate file (--weights file), else 0."""
+    w = info.get("weights", {})
+    return int(w.get("blob_bytes", 0)) if w.get("mode") == "file" else 0
 
 
 def write_glue(folder: Path, info: dict) -> Path:
@@ -56,7 +66,8 @@ def write_glue(folder: Path, info: dict) -> Path:
     ins, outs = [t(d) for d in info["inputs"]], [t(d) for d in info["outputs"]]
     args = [f"emit_in{i}" for i in range(len(ins))] + [f"emit_out{i}" for i in range(len(outs))]
     text = _env().get_template("glue.c.j2").render(
-        prefix=info["prefix"], version=__version__, inputs=ins, outputs=outs, call_args=", ".join(args)
+        prefix=info["prefix"], version=__version__, inputs=ins, outputs=outs, call_args=", ".join(args),
+        blob_bytes=file_weights_bytes(info),
     )
     path = folder / "emit_wasm.c"
     path.write_text(text)
@@ -108,6 +119,8 @@ def build_wasm(folder: Path, simd: bool = True) -> Path:
     glue = write_glue(folder, info)
     mem = memory_bytes(info, cfg)
     exports = ["_emit_input", "_emit_output", "_emit_run", "_emit_abi_version"]
+    if file_weights_bytes(info):
+        exports += ["_emit_weights_buffer", "_emit_weights_capacity", "_emit_load_weights"]
     flags = [*cfg["cflags"], *(cfg["simd_cflags"] if simd else [])]
     link = ["-o", "model.wasm", "-sSTANDALONE_WASM", "--no-entry", f"-sEXPORTED_FUNCTIONS={','.join(exports)}",
             f"-sINITIAL_MEMORY={mem}", "-sALLOW_MEMORY_GROWTH=0", f"-sTOTAL_STACK={int(cfg['stack_bytes'])}",
@@ -146,8 +159,10 @@ def js_meta(info: dict) -> dict:
     def t(d: dict) -> dict:
         return {"name": d["name"], "dtype": d["dtype"], "shape": d["shape"]}
 
+    w = info.get("weights", {})
+    weights = {"mode": "file", "file": w["file"], "bytes": w["blob_bytes"]} if w.get("mode") == "file" else {"mode": "embed"}
     return {"prefix": info["prefix"], "abi": WASM_ABI_VERSION, "inputs": [t(d) for d in info["inputs"]],
-            "outputs": [t(d) for d in info["outputs"]]}
+            "outputs": [t(d) for d in info["outputs"]], "weights": weights}
 
 
 def write_js(folder: Path, info: dict) -> None:

@@ -13,7 +13,8 @@ import numpy as np
 from .. import __version__
 from ..ir import ARENA, Program
 from ..resources import runtime_c
-from .weights import little_endian_bytes, string_literal_lines
+from .storage import WeightLayout, manifest_entry, plan_weight_storage
+from .weights import string_literal_lines
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
@@ -41,8 +42,8 @@ def kernels_used(prog: Program) -> list[str]:
     return sorted({k for s in prog.steps for k in s.kernels})
 
 
-def c_sources(prog: Program) -> list[str]:
-    return ["model.c"] + [f"{k}.c" for k in kernels_used(prog)]
+def c_sources(kernels: list[str]) -> list[str]:
+    return ["model.c"] + [f"{k}.c" for k in kernels]
 
 
 def referenced_weights(prog: Program) -> list:
@@ -52,22 +53,45 @@ def referenced_weights(prog: Program) -> list:
     return [b for b in prog.buffers.values() if b.storage == "weight" and b.cname.removesuffix(".v") in used]
 
 
-def _weights(prog: Program) -> list[dict]:
+_STORED_CTYPES = {"f16": "uint16_t", "int8": "int8_t"}
+
+
+def _weights(layout: WeightLayout, embed: bool) -> list[dict]:
+    """What model.c.j2 needs of each weight: the literals are rendered only when the weights are embedded."""
     out = []
-    for b in referenced_weights(prog):
+    for w in layout.weights:
         out.append(
             {
-                "onnx_name": prog.public(b.name).replace("*/", "* /"),
-                "dtype": np.dtype(b.dtype).name,
-                "shape": list(b.shape),
-                "ctype": b.ctype,
-                "size": b.size,
-                "nbytes": b.nbytes,
-                "symbol": b.cname.removesuffix(".v"),
-                "literal": string_literal_lines(little_endian_bytes(b.data)) if b.nbytes else "",
+                "onnx_name": w.onnx_name.replace("*/", "* /"),
+                "dtype": w.dtype,
+                "shape": w.shape,
+                "ctype": w.ctype,
+                "size": w.size,
+                "nbytes": len(w.data),
+                "symbol": w.symbol,
+                "form": w.form,
+                "stored_ctype": _STORED_CTYPES.get(w.form, w.ctype),
+                "literal": string_literal_lines(w.data) if embed and w.data else "",
+                "scale_literal": string_literal_lines(w.scales) if embed and w.scales else "",
+                "scale_bytes": len(w.scales),
+                "channels": w.channels,
+                "outer": w.outer,
+                "inner": w.inner,
+                "offset": w.offset,
+                "scale_offset": w.scale_offset,
             }
         )
     return out
+
+
+def runtime_files(prog: Program, layout: WeightLayout) -> list[str]:
+    """The runtime .c files the model calls: its steps' kernels, plus the weight loader and expanders."""
+    files = set(kernels_used(prog))
+    if layout.mode == "file" or any(w.expanded for w in layout.weights):
+        files.add("weights")
+    if any(w.form == "f16" for w in layout.weights):
+        files.add("narrow")
+    return sorted(files)
 
 
 def _locals(prog: Program) -> list[str]:
@@ -78,29 +102,43 @@ def _locals(prog: Program) -> list[str]:
     ]
 
 
-def manifest(prog: Program, source: str) -> dict:
+def manifest(prog: Program, source: str, layout: WeightLayout, kernels: list[str]) -> dict:
+    p = prog.name
+    functions = {"run": f"{p}_run", "run_static": f"{p}_run_static"}
+    functions |= {"load_weights": f"{p}_load_weights"} if layout.mode == "file" else {"init": f"{p}_init"}
     return {
         "format": "onnx-emit/1",
         "version": __version__,
-        "prefix": prog.name,
+        "prefix": p,
         "source": source,
         "opset": prog.opset,
         "inputs": [tensor_info(prog, i) for i in prog.inputs],
         "outputs": [tensor_info(prog, o) for o in prog.outputs],
         "arena_bytes": prog.arena_bytes,
-        "weight_bytes": sum(b.nbytes for b in referenced_weights(prog)),
-        "kernels": kernels_used(prog),
-        "sources": c_sources(prog),
-        "functions": {"run": f"{prog.name}_run", "run_static": f"{prog.name}_run_static"},
+        "weight_bytes": layout.stored_bytes,
+        "weights": manifest_entry(layout),
+        "kernels": kernels,
+        "sources": c_sources(kernels),
+        "functions": functions,
         "signature": signature(prog),
     }
 
 
-def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx") -> dict:
+def _hash_initializer(digest: bytes) -> str:
+    return ", ".join(f"0x{b:02x}" for b in digest)
+
+
+def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx", weights: str = "embed",
+                   weight_dtype: str = "f32") -> dict:
+    """model.c, model.h, build files, the runtime kernels it calls, manifest.json and (--weights file)
+    model.weights into `out`; returns the manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    layout = plan_weight_storage(prog, referenced_weights(prog), weights, weight_dtype)
+    kernels = runtime_files(prog, layout)
     ins = [tensor_info(prog, i) for i in prog.inputs]
     outs = [tensor_info(prog, o) for o in prog.outputs]
+    wlist = _weights(layout, embed=weights == "embed")
     ctx = {
         "prefix": prog.name,
         "PREFIX": prog.name.upper(),
@@ -110,26 +148,39 @@ def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx") -
         "outputs": outs,
         "max_rank": max([len(t["shape"]) for t in ins + outs] + [1]),
         "arena_bytes": prog.arena_bytes,
-        "weight_bytes": sum(b.nbytes for b in referenced_weights(prog)),
+        "weight_bytes": layout.stored_bytes,
         "signature": signature(prog),
         "static_signature": signature(prog, with_arena=False),
         "params": [prog.buffers[n].cname for n in prog.inputs + prog.outputs],  # (void)-ed: a model may ignore an input
         "static_call": ", ".join([f"{prog.name}_static_arena.bytes"] + [prog.buffers[n].cname for n in prog.inputs + prog.outputs]),
-        "weights": _weights(prog),
+        "weights": wlist,
+        "expanded": [w for w in wlist if w["form"] != "raw" and w["nbytes"]],
+        "weight_mode": weights,
+        "weight_dtype": weight_dtype,
+        "dtype_code": {"f32": 0, "f16": 1, "int8": 2}[weight_dtype],
+        "payload_bytes": layout.payload_bytes,
+        "blob_bytes": layout.blob_bytes,
+        "layout_hash": _hash_initializer(layout.layout_hash),
         "locals": _locals(prog),
         "steps": [{"label": f"{s.node.op_type} '{s.node.name}'".replace("*/", "* /"), "code": s.code} for s in prog.steps if s.code],
-        "kernels": kernels_used(prog),
-        "sources": c_sources(prog),
+        "kernels": kernels,
+        "sources": c_sources(kernels),
     }
     (out / "model.c").write_text(_ENV.get_template("model.c.j2").render(**ctx))
     (out / "model.h").write_text(_ENV.get_template("model.h.j2").render(**ctx))
     (out / "Makefile").write_text(_ENV.get_template("Makefile.j2").render(**ctx))
     (out / "CMakeLists.txt").write_text(_ENV.get_template("CMakeLists.txt.j2").render(**ctx))
     rt = runtime_c()
-    if ctx["kernels"]:
+    if kernels:
         shutil.copy(rt / "emit_runtime.h", out / "emit_runtime.h")
-        for k in ctx["kernels"]:
+        for k in kernels:
             shutil.copy(rt / f"{k}.c", out / f"{k}.c")
-    info = manifest(prog, str(source))
+    if weights == "file":
+        from .storage import blob_bytes
+
+        (out / "model.weights").write_bytes(blob_bytes(layout))
+    elif (out / "model.weights").exists():
+        (out / "model.weights").unlink()  # a stale blob beside an embedded build would mislead
+    info = manifest(prog, str(source), layout, kernels)
     (out / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
