@@ -95,4 +95,14 @@ def export(
     return json.loads((out / "manifest.json").read_text())
 
 
+def weights_file(model, shapes=None, dims=None, name: str | None = None, weight_dtype: str = "f32") -> tuple[bytes, str]:
+    """(model.weights bytes, layout hash hex) of `model` compiled as export would: what `onnx-emit weights` writes."""
+    from .codegen import referenced_weights
+    from .codegen.storage import blob_bytes, plan_weight_storage
+
+    prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model))
+    layout = plan_weight_storage(prog, referenced_weights(prog), "file", weight_dtype)
+    return blob_bytes(layout), layout.layout_hash.hex()
+
+
 __all__ = ["export", "load", "compile_program", "Model"]

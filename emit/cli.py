@@ -215,6 +215,68 @@ def cmd_verify(args) -> int:
     return EXIT_OK if ok else EXIT_MISMATCH
 
 
+def _build_options(out: Path) -> dict | None:
+    """The export options of the build in `out` (its manifest.json), or None when there is none."""
+    mf = out / "manifest.json"
+    if not mf.is_file():
+        return None
+    info = json.loads(mf.read_text())
+    if info.get("weights", {}).get("mode") != "file":
+        raise EmitError(f"{out}: this build embeds its weights; re-export it with --weights file to load a model.weights")
+    return info
+
+
+def _print_keys(tensors: dict, renamed: dict, match) -> None:
+    status = {k: "ok" for k in match.matched} | {k: "unexpected" for k in match.unexpected} | \
+             {k: "ignored (not float, not in the model)" for k in match.ignored} | \
+             {m.split(":")[0]: "shape mismatch" for m in match.mismatched}
+    width = max([len(k) for k in tensors] + [12])
+    print(f"{'checkpoint key':{width}}  {'remapped key':{width}}  {'shape':18} {'dtype':9} status")
+    for key, value in tensors.items():
+        new = renamed[key]
+        print(f"{key:{width}}  {new:{width}}  {str(list(value.shape)):18} {value.dtype.name:9} {status.get(new, '?')}")
+    for name in match.missing:
+        print(f"{'-':{width}}  {name:{width}}  {'':18} {'':9} missing from the checkpoint")
+
+
+def cmd_weights(args) -> int:
+    from .api import weights_file
+    from .checkpoints import read_checkpoint, remap_keys
+    from .importer import default_name
+    from .importer.load import load_model
+    from .reweight import check_match, match_checkpoint, with_values
+
+    tensors = read_checkpoint(args.source, top_level_key=args.top_level_key)
+    renamed = remap_keys(list(tensors), args.key_remap)
+    mapped = {renamed[k]: v for k, v in tensors.items()}
+    model = load_model(args.model)
+    match = match_checkpoint(model, mapped)
+    if args.list_keys:
+        _print_keys(tensors, renamed, match)
+        return EXIT_OK
+    if args.out is None:
+        raise EmitError("-o OUT/model.weights is required (or --list-keys to only list the keys)")
+    check_match(match, f"{Path(args.source).name} does not fit {Path(args.model).name}")
+    out = Path(args.out)
+    info = _build_options(out.parent)
+    shapes, dims = _bindings(args)
+    name, dtype, want = args.name, args.weight_dtype, None
+    if info is not None:  # the build beside the output decides: its blob must load into it
+        opts = info.get("export", {})
+        shapes = {k: tuple(v) for k, v in opts.get("shapes", {}).items()}
+        dims, name, dtype, want = opts.get("dims", {}), opts.get("name", info["prefix"]), info["weights"]["dtype"], info["weights"]["layout_hash"]
+    _progress(f"compiling {args.model} with {len(match.matched)} tensors from {args.source} ...")
+    blob, layout = weights_file(with_values(model, match.matched), shapes=shapes, dims=dims, name=name or default_name(args.model),
+                                weight_dtype=dtype)
+    if want is not None and layout != want:
+        raise EmitError(f"{args.model} with these weights compiles to another layout than the build in {out.parent} "
+                        "(a constant fold depends on the values); re-export the model instead")
+    out.write_bytes(blob)
+    extra = f"; ignored {', '.join(match.ignored)}" if match.ignored else ""
+    print(f"wrote {out} ({len(blob):,} bytes, {dtype}): {len(match.matched)} tensors from {Path(args.source).name}{extra}")
+    return EXIT_OK
+
+
 def _targets_help() -> str:
     from .targets import available, target_config
 
@@ -252,6 +314,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=["native", "wasm"], default="native",
                    help="run the cffi build (native, default) or model.wasm through wasmtime (wasm)")
     p.set_defaults(fn=cmd_verify)
+
+    p = sub.add_parser("weights", help="write a model.weights from a PyTorch checkpoint (.pt / .safetensors)",
+                       description="Map MODEL's initializers to the checkpoint's keys by name and write OUT/model.weights "
+                                   "for a build exported with --weights file (no rebuild needed). The checkpoint is read "
+                                   "without PyTorch and without running pickled code.")
+    _model_options(p)
+    p.add_argument("--from", dest="source", required=True, metavar="CKPT", help="torch.save state_dict (.pt/.pth) or .safetensors")
+    p.add_argument("-o", "--out", metavar="OUT/model.weights",
+                   help="the blob to write; when OUT holds a build, its export options are used and its layout checked")
+    p.add_argument("--key-remap", action="append", default=[], metavar="REGEX=REPLACEMENT",
+                   help="rename checkpoint keys with re.sub before matching, in order (repeatable), e.g. '^module\\.='")
+    p.add_argument("--top-level-key", metavar="KEY", help="take the state_dict from this entry of the checkpoint (e.g. state_dict)")
+    p.add_argument("--list-keys", action="store_true", help="print each key, its remapped name, shape, dtype and match, then stop")
+    p.add_argument("--weight-dtype", choices=["f32", "f16", "int8"], default="f32", help="storage dtype when OUT holds no build")
+    p.set_defaults(fn=cmd_weights)
     return parser
 
 
