@@ -16,9 +16,11 @@ from .targets import target_config
 TARGETS = ("c", "native", "wasm", "pyodide", "cortex-m4", "cortex-m7")  # the bundled targets/*.toml
 
 
-def compile_program(model, shapes=None, dims=None, name: str | None = None) -> Program:
-    """ONNX → planned, lowered IR."""
-    prog = import_model(model, shapes=shapes, dims=dims, name=name)
+def compile_program(model, shapes=None, dims=None, name: str | None = None, custom_ops=None) -> Program:
+    """ONNX → planned, lowered IR. custom_ops: 'DOMAIN::OP=kernel.c' strings (or ops.custom.CustomOp)."""
+    from .ops.custom import custom_op_table
+
+    prog = import_model(model, shapes=shapes, dims=dims, name=name, custom_ops=custom_op_table(custom_ops))
     prog = optimize(prog)
     prog = lower_program(prog)
     return plan_memory(prog)
@@ -47,17 +49,20 @@ def export(
     simd: bool = True,
     weights: str = "embed",
     weight_dtype: str = "f32",
+    custom_ops=None,
 ) -> dict:
     """Compile `model` (a path or ModelProto) into folder `out` for `target`; returns the manifest.
 
     Targets are the files of targets/: c (the folder only), native (cffi extension), wasm (model.wasm +
     model.mjs), pyodide (a py3-none-any wheel with the .wasm), firmware kinds (cortex-m4, ...).
     weights: "embed" (in model.c) or "file" (a separate model.weights the runners load; swap it without
-    rebuilding). weight_dtype: "f32", "f16" or "int8" (per-channel symmetric) storage; compute stays float32."""
+    rebuilding). weight_dtype: "f32", "f16" or "int8" (per-channel symmetric) storage; compute stays float32.
+    custom_ops: ["DOMAIN::OP=kernel.c", ...], C kernels for operators of the user's own domains (docs/CUSTOM_OPS.md)."""
     from .codegen import write_c_folder
+    from .ops.custom import custom_op_table
 
     kind = check_export_options(target, weights, weight_dtype)
-    prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model))
+    prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model), custom_ops=custom_ops)
     out = Path(out)
     strings = [t for t in prog.inputs + prog.outputs if is_string(prog.buffers[t].dtype)]
     if strings and kind not in ("source", "cffi-extension"):
@@ -69,7 +74,8 @@ def export(
                           weights=weights, weight_dtype=weight_dtype)
     # what `onnx-emit weights` needs to recompile the same layout from new values
     info["export"] = {"shapes": {k: list(v) for k, v in (shapes or {}).items()}, "dims": dict(dims or {}),
-                      "name": prog.name, "weight_dtype": weight_dtype}
+                      "name": prog.name, "weight_dtype": weight_dtype,
+                      "custom_ops": [f"{d}::{o}={c.kernel}" for (d, o), c in custom_op_table(custom_ops).items()]}
     (out / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
     if kind == "source":
         return info
@@ -95,12 +101,13 @@ def export(
     return json.loads((out / "manifest.json").read_text())
 
 
-def weights_file(model, shapes=None, dims=None, name: str | None = None, weight_dtype: str = "f32") -> tuple[bytes, str]:
+def weights_file(model, shapes=None, dims=None, name: str | None = None, weight_dtype: str = "f32",
+                 custom_ops=None) -> tuple[bytes, str]:
     """(model.weights bytes, layout hash hex) of `model` compiled as export would: what `onnx-emit weights` writes."""
     from .codegen import referenced_weights
     from .codegen.storage import blob_bytes, plan_weight_storage
 
-    prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model))
+    prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model), custom_ops=custom_ops)
     layout = plan_weight_storage(prog, referenced_weights(prog), "file", weight_dtype)
     return blob_bytes(layout), layout.layout_hash.hex()
 

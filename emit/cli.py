@@ -29,6 +29,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shape", action="append", default=[], metavar="NAME=DxDxD", help="bind an input's shape, e.g. x=1x3x224x224 (repeatable)")
     p.add_argument("--dim", action="append", default=[], metavar="SYMBOL=N", help="bind a symbolic dim everywhere, e.g. batch=1 (repeatable)")
     p.add_argument("--name", metavar="PREFIX", help="C symbol prefix (default: from the file name)")
+    p.add_argument("--custom-op", action="append", default=[], metavar="DOMAIN::OP=kernel.c",
+                   help="run nodes of a custom operator with your C function (repeatable; signature in docs/CUSTOM_OPS.md)")
 
 
 def _storage_options(p: argparse.ArgumentParser) -> None:
@@ -52,13 +54,15 @@ def _bindings(args) -> tuple[dict, dict]:
 
 def cmd_export(args) -> int:
     from .api import check_export_options, export
+    from .ops.custom import custom_op_table
 
     shapes, dims = _bindings(args)
     check_export_options(args.target, args.weights, args.weight_dtype)  # refused before any work
+    custom_op_table(args.custom_op)
     t0 = time.perf_counter()
     _progress(f"compiling {args.model} for target {args.target} ...")
     info = export(args.model, target=args.target, out=args.out, shapes=shapes, dims=dims, name=args.name, simd=not args.no_simd,
-                  weights=args.weights, weight_dtype=args.weight_dtype)
+                  weights=args.weights, weight_dtype=args.weight_dtype, custom_ops=args.custom_op)
     dt = time.perf_counter() - t0
     w = info["weights"]
     files = ", ".join(info["sources"] + ["model.h", "manifest.json"] + ([w["file"]] if w["mode"] == "file" else []))
@@ -91,7 +95,7 @@ def built_summary(info: dict, out: str) -> list[str]:
     return lines
 
 
-def inspect_model(model, shapes, dims, name=None) -> dict:
+def inspect_model(model, shapes, dims, name=None, custom_ops=None) -> dict:
     from collections import Counter
 
     from .importer import import_model
@@ -100,7 +104,9 @@ def inspect_model(model, shapes, dims, name=None) -> dict:
     from .passes.plan_memory import naive_bytes, peak_live_bytes
 
     try:
-        prog = optimize(import_model(model, shapes=shapes, dims=dims, name=name))
+        from .ops.custom import custom_op_table
+
+        prog = optimize(import_model(model, shapes=shapes, dims=dims, name=name, custom_ops=custom_op_table(custom_ops)))
     except UnsupportedError as exc:
         if not hasattr(exc, "nodes"):
             raise
@@ -148,7 +154,7 @@ def _print_unsupported(nodes: list[dict]) -> None:
 
 def cmd_inspect(args) -> int:
     shapes, dims = _bindings(args)
-    rep = inspect_model(args.model, shapes, dims, args.name)
+    rep = inspect_model(args.model, shapes, dims, args.name, args.custom_op)
     if args.json:
         print(json.dumps(rep, indent=2))
         return EXIT_OK
@@ -187,10 +193,28 @@ def cmd_verify(args) -> int:
     from .verify import compare, run_onnxruntime, sample_inputs
 
     shapes, dims = _bindings(args)
+    source, ort_model, checked, exposed = args.model, args.model, [], set()
     with tempfile.TemporaryDirectory(prefix="onnx-emit-verify-") as tmp:
+        if args.per_node:
+            from .importer import default_name
+            from .importer.load import load_model
+            from .verify import expose_intermediates, save_for_onnxruntime
+
+            base = load_model(args.model)
+            source, checked = expose_intermediates(base, shapes, dims)
+            exposed = {o.name for o in source.graph.output} - {o.name for o in base.graph.output}
+            ort_model = os.path.join(tmp, "per_node.onnx")  # onnxruntime must produce the same extra outputs
+            save_for_onnxruntime(source, ort_model)
         t0 = time.perf_counter()
-        _progress(f"building {args.model} for {args.target} ...")
-        export(args.model, target=args.target, out=tmp, shapes=shapes, dims=dims, name=args.name)
+        _progress(f"building {args.model} for {args.target}{' with every intermediate tensor as an output' if checked else ''} ...")
+        try:
+            export(source, target=args.target, out=tmp, shapes=shapes, dims=dims,
+                   name=args.name or (default_name(args.model) if args.per_node else None),
+                   weights=args.weights, weight_dtype=args.weight_dtype, custom_ops=args.custom_op)
+        except EmitError as exc:
+            if not args.per_node:
+                raise
+            raise EmitError(f"--per-node: the build with every intermediate tensor as an output failed: {exc}") from None
         model = load(tmp)
         _progress(f"built in {time.perf_counter() - t0:.1f}s; running onnx-emit and onnxruntime ...")
         if args.inputs:
@@ -205,12 +229,32 @@ def cmd_verify(args) -> int:
             got = model.run(feeds)
         except (ValueError, RuntimeError) as exc:
             raise EmitError(str(exc)) from None
-        ref = run_onnxruntime(args.model, feeds)
-        reports = [compare(o.name, got[o.name], ref[o.name], args.rtol, args.atol) for o in model.outputs]
+        ref = run_onnxruntime(ort_model, feeds)
+        # the per-output report covers the model's own outputs, not the exposed intermediates
+        reports = [compare(o.name, got[o.name], ref[o.name], args.rtol, args.atol) for o in model.outputs if o.name not in exposed]
+        baseline = {}
+        if args.weight_dtype != "f32":  # the accuracy cost of the narrow storage: the same build with f32 weights
+            _progress(f"building the f32-weights build to measure what {args.weight_dtype} storage costs ...")
+            export(source, target=args.target, out=os.path.join(tmp, "f32"), shapes=shapes, dims=dims, name=args.name,
+                   weights=args.weights, custom_ops=args.custom_op)
+            got32 = load(os.path.join(tmp, "f32")).run(feeds)
+            baseline = {r.name: compare(r.name, got32[r.name], ref[r.name], args.rtol, args.atol) for r in reports}
+    ok = True
+    if args.per_node:
+        from .verify import compare_intermediates, first_mismatch, per_node_lines
+
+        results = compare_intermediates(checked, got, ref, args.rtol, args.atol)
+        for line in per_node_lines(results):
+            print(line)
+        ok = first_mismatch(results) is None
     for r in reports:
         status = "ok" if r.ok else "MISMATCH"
         print(f"{r.name}: max abs err {r.max_abs:.3g}, max rel err {r.max_rel:.3g} (max |ref| {r.ref_max:.3g}) {status}")
-    ok = all(r.ok for r in reports)
+        if r.name in baseline:
+            b = baseline[r.name]
+            print(f"  {args.weight_dtype} weights cost: max abs err {r.max_abs:.3g} vs {b.max_abs:.3g} with f32 weights "
+                  f"(max rel {r.max_rel:.3g} vs {b.max_rel:.3g})")
+    ok = ok and all(r.ok for r in reports)
     print("PASS" if ok else "FAIL")
     return EXIT_OK if ok else EXIT_MISMATCH
 
@@ -265,9 +309,10 @@ def cmd_weights(args) -> int:
         opts = info.get("export", {})
         shapes = {k: tuple(v) for k, v in opts.get("shapes", {}).items()}
         dims, name, dtype, want = opts.get("dims", {}), opts.get("name", info["prefix"]), info["weights"]["dtype"], info["weights"]["layout_hash"]
+        args.custom_op = args.custom_op or opts.get("custom_ops", [])
     _progress(f"compiling {args.model} with {len(match.matched)} tensors from {args.source} ...")
     blob, layout = weights_file(with_values(model, match.matched), shapes=shapes, dims=dims, name=name or default_name(args.model),
-                                weight_dtype=dtype)
+                                weight_dtype=dtype, custom_ops=args.custom_op)
     if want is not None and layout != want:
         raise EmitError(f"{args.model} with these weights compiles to another layout than the build in {out.parent} "
                         "(a constant fold depends on the values); re-export the model instead")
@@ -313,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default 0)")
     p.add_argument("--target", choices=["native", "wasm"], default="native",
                    help="run the cffi build (native, default) or model.wasm through wasmtime (wasm)")
+    _storage_options(p)
+    p.add_argument("--per-node", action="store_true",
+                   help="to debug a mismatch: build a variant with every intermediate tensor of the main graph as an extra "
+                        "output, compare each with onnxruntime and report the first node (in graph order) out of tolerance. "
+                        "That variant is unfused: a node whose output is exposed is not folded or fused into the next "
+                        "(Conv+BatchNorm, activations), so its numbers may differ slightly from the normal build")
     p.set_defaults(fn=cmd_verify)
 
     p = sub.add_parser("weights", help="write a model.weights from a PyTorch checkpoint (.pt / .safetensors)",

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import EmitError
 from .ir import STRING_DTYPE, encode_strings, is_string
-from .wasm_runner import WEIGHTS_ERRORS, bind_feeds, read_weights
+from .wasm_runner import CUSTOM_ERROR, CUSTOM_OP_FAILED, WEIGHTS_ERRORS, bind_feeds, read_weights
 
 _CFFI_TYPES = {
     "float32": "float", "float64": "double", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
@@ -119,6 +119,8 @@ class NativeFunction:
         rc = self._fn(*ptrs)
         if rc in WEIGHTS_ERRORS:
             raise RuntimeError(WEIGHTS_ERRORS[rc])
+        if rc == CUSTOM_OP_FAILED:
+            raise RuntimeError(CUSTOM_ERROR)
         if rc != 0:
             raise RuntimeError(
                 f"model returned error code {rc}: an input value was out of range "

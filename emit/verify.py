@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+import onnx
 
 from .errors import EmitError
 
@@ -90,3 +93,141 @@ def compare(name: str, got: np.ndarray, ref: np.ndarray, rtol: float, atol: floa
     scale = max(1.0, ref_max)
     max_rel = max_abs / scale
     return OutputReport(name, max_abs, max_rel, ref_max, bool(max_abs <= atol + rtol * scale))
+
+
+# --- `verify --per-node`: expose every intermediate tensor, report the first node that leaves the tolerance ---
+
+
+class Intermediate(NamedTuple):
+    """One node output of the main graph, in the graph's (topological) node order."""
+
+    node: str  # the node's name, or "<op_type>#<index>" when it has none
+    op_type: str
+    tensor: str
+
+
+def _names_read(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name a node of `graph` reads, subgraphs (If/Loop/Scan bodies) included: bodies read outer values."""
+    names: set[str] = set()
+    for node in graph.node:
+        names.update(i for i in node.input if i)
+        for a in node.attribute:
+            for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                names |= _names_read(g)
+    return names
+
+
+def _known_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    """name → type from onnx's shape inference, over what the model declares (all there is when inference fails)."""
+    g = model.graph
+    types = {v.name: v.type for v in [*g.input, *g.output, *g.value_info]}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is optional: emit infers static shapes itself; only elem types and ranks are needed here
+        return types
+    types.update({v.name: v.type for v in inferred.graph.value_info})
+    return types
+
+
+def _emit_types(model: onnx.ModelProto, shapes: dict | None, dims: dict | None) -> dict[str, tuple[int, int]]:
+    """name → (onnx elem type, rank) of every tensor emit's importer gives a buffer: it has a static type for what
+    onnx's inference leaves open (a Loop's outputs, contrib ops). Empty when the importer refuses the model."""
+    from .importer import import_model
+    from .ir import is_string
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)  # the importer names unnamed nodes in place
+    try:
+        prog = import_model(copy, shapes=shapes, dims=dims)
+    except EmitError:
+        return {}  # the build reports why
+    types = {}
+    for name, buf in prog.buffers.items():
+        if is_string(buf.dtype):
+            continue
+        try:
+            types[name] = (onnx.helper.np_dtype_to_tensor_dtype(np.dtype(buf.dtype)), len(buf.shape))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return types
+
+
+def expose_intermediates(model: onnx.ModelProto, shapes: dict | None = None,
+                         dims: dict | None = None) -> tuple[onnx.ModelProto, list[Intermediate]]:
+    """A copy of `model` with each tensor-typed node output of the main graph appended to graph.output, and the list of
+    node outputs to compare, in node order (outputs the model already has are compared too, not appended twice).
+    shapes/dims: the --shape/--dim bindings, used only when onnx's inference leaves an elem type or rank open.
+
+    Skipped: empty names; outputs no node reads (a Dropout mask, MaxPool Indices: they cannot cause a mismatch
+    downstream, and exposing them would force computing them); sequences, optionals, maps and strings (the wasm runner
+    takes numbers only); tensors whose elem type or rank neither onnx nor emit's importer knows (onnx.checker wants a
+    shape on every graph output)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    types = _known_types(model)
+    emit_types: dict[str, tuple[int, int]] | None = None  # computed on first need: it imports the whole model
+    exposed = {o.name for o in g.output}
+    read = _names_read(g)
+    checked: list[Intermediate] = []
+    for index, node in enumerate(g.node):
+        label = node.name or f"{node.op_type}#{index}"
+        for name in node.output:
+            if not name or (name not in read and name not in exposed):
+                continue
+            t = types.get(name)
+            kind = t.WhichOneof("value") if t is not None else None
+            if kind not in (None, "tensor_type"):
+                continue  # a sequence / optional / map
+            elem = t.tensor_type.elem_type if kind else onnx.TensorProto.UNDEFINED
+            rank = len(t.tensor_type.shape.dim) if kind and t.tensor_type.HasField("shape") else None
+            if name not in exposed and (elem == onnx.TensorProto.UNDEFINED or rank is None):
+                if emit_types is None:
+                    emit_types = _emit_types(model, shapes, dims)
+                if name not in emit_types:
+                    continue
+                elem, rank = emit_types[name]
+            if elem == onnx.TensorProto.STRING:
+                continue
+            if name not in exposed:
+                # rank only, every dim unknown: a declared static shape would become a hint to emit's shape inference
+                g.output.append(onnx.helper.make_tensor_value_info(name, elem, [None] * rank))
+                exposed.add(name)
+            checked.append(Intermediate(label, node.op_type, name))
+    return out, checked
+
+
+def compare_intermediates(checked: list[Intermediate], got: dict[str, np.ndarray], ref: dict[str, np.ndarray],
+                          rtol: float, atol: float) -> list[tuple[Intermediate, OutputReport]]:
+    """compare() on every checked tensor, in node order."""
+    missing = [c.tensor for c in checked if c.tensor not in got or c.tensor not in ref]
+    if missing:
+        raise EmitError(f"--per-node: tensor '{missing[0]}' is missing from the {'onnx-emit' if missing[0] not in got else 'onnxruntime'} results")
+    return [(c, compare(c.tensor, got[c.tensor], ref[c.tensor], rtol, atol)) for c in checked]
+
+
+def first_mismatch(results: list[tuple[Intermediate, OutputReport]]) -> tuple[Intermediate, OutputReport] | None:
+    """The earliest node (in graph order) whose output is out of tolerance; None when all pass."""
+    return next(((c, r) for c, r in results if not r.ok), None)
+
+
+def per_node_lines(results: list[tuple[Intermediate, OutputReport]]) -> list[str]:
+    """The per-node summary `verify --per-node` prints before the per-output report."""
+    first = first_mismatch(results)
+    if first is None:
+        return [f"per-node: all {len(results)} intermediate tensors within tolerance"]
+    c, r = first
+    bad = sum(not rep.ok for _, rep in results)
+    return [f"first mismatch: node '{c.node}' ({c.op_type}) output '{c.tensor}': max abs err {r.max_abs:.3g}, "
+            f"max rel err {r.max_rel:.3g} (max |ref| {r.ref_max:.3g})",
+            f"per-node: {bad} of {len(results)} intermediate tensors out of tolerance"]
+
+
+def save_for_onnxruntime(model: onnx.ModelProto, path: str) -> None:
+    """Write `model` where onnxruntime can read it; over protobuf's 2 GB limit the weights go to a file beside it."""
+    if model.ByteSize() < 2**31 - 2**24:
+        onnx.save_model(model, path)
+        return
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)  # saving as external data rewrites the initializers in place; the caller's model stays whole
+    onnx.save_model(copy, path, save_as_external_data=True, location=os.path.basename(path) + ".data")

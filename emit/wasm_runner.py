@@ -52,6 +52,9 @@ WEIGHTS_ERRORS = {
     17: "weights not loaded: call load_weights first",
 }
 
+CUSTOM_OP_FAILED = 20  # emit/ops/custom.py: a custom operator's kernel returned non-zero
+CUSTOM_ERROR = "model returned error code 20: a custom operator's kernel (--custom-op) reported an error"
+
 # dtype -> (kind, itemsize); kind as in numpy: f float, i signed, u unsigned, b bool
 DTYPES: dict[str, tuple[str, int]] = {
     "float32": ("f", 4), "float64": ("f", 8),
@@ -426,6 +429,8 @@ class WasmInstance:
         rc = self.host.call("emit_run")
         if rc in WEIGHTS_ERRORS:
             raise RuntimeError(WEIGHTS_ERRORS[rc])
+        if rc == CUSTOM_OP_FAILED:
+            raise RuntimeError(CUSTOM_ERROR)
         if rc != 0:
             raise RuntimeError(RANGE_ERROR.format(rc=rc))
         return [self.host.read(ptr, spec.nbytes) for spec, ptr in zip(self.outputs, self._out_ptr)]

@@ -267,3 +267,54 @@ def test_demo_rejects_a_bad_port(demo, capsys):
     assert exc.value.code == 2
     assert "--port 70000: expected 0..65535" in capsys.readouterr().err
 
+
+
+def test_weights_file_is_fetched_once_and_cached(browser, tmp_path):
+    """--weights file in the browser: model.mjs fetches model.weights beside model.wasm, as its own request, and a
+    second page load takes it from the browser's HTTP cache (the server sees one request)."""
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    out = tmp_path / "web"
+    emit.export(MODEL, target="wasm", out=out, dims={"N": 1}, weights="file", weight_dtype="int8")
+    hits: dict[str, int] = {}
+
+    class Handler(SimpleHTTPRequestHandler):
+        extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript", ".wasm": "application/wasm"}
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(out), **kw)
+
+        def end_headers(self):
+            self.send_header("Cache-Control", "max-age=600")
+            super().end_headers()
+
+        def do_GET(self):
+            hits[self.path] = hits.get(self.path, 0) + 1
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    x = np.full((1, 1, 8, 8), 0.5, np.float32)
+    ref = ort_run(MODEL, {"x": x})[0]
+    try:
+        for _ in range(2):
+            page = browser.new_page()
+            problems = _watch(page)
+            page.goto(url)
+            got = page.evaluate("""async () => {
+                const { load } = await import('./model.mjs');
+                const m = await load();
+                return Array.from(m.run({ x: new Float32Array(64).fill(0.5) }).probs);
+            }""")
+            assert not problems, "\n".join(problems)
+            assert float(np.abs(np.array(got) - ref.ravel()).max()) < 3e-2  # int8 storage
+            page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits.get("/model.weights") == 1, hits
+    assert hits.get("/index.html", 0) >= 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import zipfile
 
 import pytest
 
@@ -46,7 +47,9 @@ def pyodide_run(tmp_path_factory):
     node = require_pyodide()
     root = tmp_path_factory.mktemp("pyodide")
     d_info, d_feeds, d_ref = digits(root / "digits", n=16)
-    r_info, r_feeds, r_ref = real_model("silero_vad_openvino_16k", root / "silero")
+    # the real model keeps its weights in model.weights inside the wheel (--weights file), loaded by the runner
+    r_info, r_feeds, r_ref = real_model("silero_vad_openvino_16k", root / "silero", weights="file")
+    r_info["wheel_path"] = root / "silero" / r_info["pyodide"]["wheel"]
     t_feeds = dtypes_feeds()
     t_info = export_wheel(dtypes_model(), root / "dtypes", name="dtypes")
     jobs = [model_job(d_info, d_feeds, MODES, bad=True), model_job(r_info, r_feeds, ["list", "array"]),
@@ -84,6 +87,9 @@ def test_digits_in_pyodide_matches_onnxruntime(pyodide_run):
 def test_real_model_in_pyodide_matches_onnxruntime(pyodide_run):
     r, refs = pyodide_run
     info, ref = refs["silero_vad_openvino_16k"]
+    assert info["weights"]["mode"] == "file"
+    with zipfile.ZipFile(info["wheel_path"]) as z:
+        assert z.getinfo(f"{info['prefix']}/model.weights").file_size == info["weights"]["blob_bytes"]
     check_runs(r["models"]["silero_vad_openvino_16k"], info, ref)
 
 

@@ -217,3 +217,14 @@ def test_cli_storage_options_and_errors(tmp_path):
     line = next(ln for ln in proc.stdout.splitlines() if "weight storage" in ln)
     sizes = {k: int(v.replace(",", "")) for k, v in re.findall(r"(f32|f16|int8) ([0-9,]+) bytes", line)}
     assert sizes["f16"] < 0.55 * sizes["f32"] and sizes["int8"] < 0.35 * sizes["f32"], line
+
+
+@pytest.mark.parametrize("target", ["native", "wasm"])
+def test_verify_reports_the_cost_of_narrow_storage(target):
+    proc = run_cli("verify", DIGITS, "--dim", "N=4", "--weight-dtype", "int8", "--rtol", "0.05", "--target", target)
+    assert proc.returncode == 0, proc.stderr
+    m = re.search(r"int8 weights cost: max abs err ([0-9.e+-]+) vs ([0-9.e+-]+) with f32 weights", proc.stdout)
+    assert m, proc.stdout
+    narrow, f32 = float(m.group(1)), float(m.group(2))
+    assert f32 <= 1e-5 < narrow <= TOLERANCE["int8"]
+    assert proc.stdout.strip().endswith("PASS")

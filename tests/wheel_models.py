@@ -66,13 +66,13 @@ def export_wheel(model, out: Path, **kw) -> dict:
     return emit.export(model, target="pyodide", out=out, **kw)
 
 
-def real_model(model_id: str, out: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Export a zoo model for pyodide; (manifest, inputs, onnxruntime's outputs)."""
+def real_model(model_id: str, out: Path, **kw) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Export a zoo model for pyodide (kw: export's options); (manifest, inputs, onnxruntime's outputs)."""
     from emit.models_zoo import fetch, get_entry
 
     path = fetch(model_id)
     shapes = {k: v[0] for k, v in get_entry(model_id).input_shapes.items()}
-    info = export_wheel(path, out, shapes=shapes)
+    info = export_wheel(path, out, shapes=shapes, **kw)
     feeds = sample_inputs([TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in info["inputs"]], seed=0)
     return info, feeds, run_onnxruntime(str(path), feeds)
 

@@ -43,14 +43,15 @@ __version__ = "{version}"
 _HERE = _Path(__file__).resolve().parent
 
 
-def load(backend=None) -> Model:
-    """Compile and instantiate model.wasm; backend None picks Pyodide's WebAssembly or wasmtime."""
-    return _runner.load(_HERE, backend)
+def load(backend=None, weights=None) -> Model:
+    """Compile and instantiate model.wasm; backend None picks Pyodide's WebAssembly or wasmtime. weights: another
+    model.weights (path or bytes) for a model built with --weights file (default: the packaged one)."""
+    return _runner.load(_HERE, backend, weights)
 
 
-async def load_async(backend=None) -> Model:
+async def load_async(backend=None, weights=None) -> Model:
     """load() with asynchronous compilation (needed on a browser's main thread)."""
-    return await _runner.load_async(_HERE, backend)
+    return await _runner.load_async(_HERE, backend, weights)
 
 
 __all__ = ["load", "load_async", "Model", "Tensor", "TensorSpec"]
@@ -72,13 +73,14 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def wheel_files(info: dict, wasm: bytes, name: str, version: str) -> dict[str, bytes]:
+def wheel_files(info: dict, wasm: bytes, name: str, version: str, weights: bytes | None = None) -> dict[str, bytes]:
     """Archive path → bytes, RECORD last (it lists every other file with its sha256)."""
     w = info["wasm"]
     meta = {
         "format": info.get("format"), "prefix": info["prefix"], "version": version, "emit_version": __version__,
         "inputs": info["inputs"], "outputs": info["outputs"],
         "wasm": {"file": "model.wasm", "abi": w["abi"], "simd": w["simd"], "memory_bytes": w["memory_bytes"]},
+        "weights": info.get("weights", {"mode": "embed"}),
     }
     example = ", ".join(f'"{t["name"]}": [...]' for t in info["inputs"])
     init = INIT_TEMPLATE.format(name=name, source=Path(str(info.get("source", "model.onnx"))).name, emit_version=__version__,
@@ -104,6 +106,7 @@ def wheel_files(info: dict, wasm: bytes, name: str, version: str) -> dict[str, b
         f"{name}/_runner.py": Path(wasm_runner.__file__).read_bytes(),
         f"{name}/manifest.json": (json.dumps(meta, indent=2) + "\n").encode(),
         f"{name}/model.wasm": wasm,
+        **({f"{name}/model.weights": weights} if weights is not None else {}),
         f"{dist}/METADATA": metadata.encode(),
         f"{dist}/WHEEL": wheel.encode(),
         f"{dist}/top_level.txt": f"{name}\n".encode(),
@@ -124,7 +127,9 @@ def build_wheel(folder: Path, version: str | None = None) -> Path:
     if not _PEP440.match(version):
         raise EmitError(f"wheel version '{version}' is not a PEP 440 version such as 1.0.0")
     wasm = (folder / info["wasm"]["file"]).read_bytes()
-    files = wheel_files(info, wasm, name, version)
+    blob = info.get("weights", {})
+    weights = (folder / blob["file"]).read_bytes() if blob.get("mode") == "file" else None
+    files = wheel_files(info, wasm, name, version, weights)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for path, data in files.items():

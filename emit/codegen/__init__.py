@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import __version__
 from ..ir import ARENA, Program
+from ..ops.custom import custom_ops_used, write_custom_sources
 from ..resources import runtime_c
 from .storage import WeightLayout, manifest_entry, plan_weight_storage
 from .weights import string_literal_lines
@@ -102,7 +103,7 @@ def _locals(prog: Program) -> list[str]:
     ]
 
 
-def manifest(prog: Program, source: str, layout: WeightLayout, kernels: list[str]) -> dict:
+def manifest(prog: Program, source: str, layout: WeightLayout, kernels: list[str], custom: list[str]) -> dict:
     p = prog.name
     functions = {"run": f"{p}_run", "run_static": f"{p}_run_static"}
     functions |= {"load_weights": f"{p}_load_weights"} if layout.mode == "file" else {"init": f"{p}_init"}
@@ -118,7 +119,8 @@ def manifest(prog: Program, source: str, layout: WeightLayout, kernels: list[str
         "weight_bytes": layout.stored_bytes,
         "weights": manifest_entry(layout),
         "kernels": kernels,
-        "sources": c_sources(kernels),
+        "sources": c_sources(kernels) + custom,
+        "custom_ops": [f"{o.domain}::{o.op_type}" for o in custom_ops_used(prog)],
         "functions": functions,
         "signature": signature(prog),
     }
@@ -164,8 +166,10 @@ def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx", w
         "locals": _locals(prog),
         "steps": [{"label": f"{s.node.op_type} '{s.node.name}'".replace("*/", "* /"), "code": s.code} for s in prog.steps if s.code],
         "kernels": kernels,
-        "sources": c_sources(kernels),
+        "custom_headers": [o.header for o in custom_ops_used(prog)],
     }
+    custom = write_custom_sources(prog, out, lambda name, **kw: _ENV.get_template(name).render(version=__version__, **kw))
+    ctx["sources"] = c_sources(kernels) + custom
     (out / "model.c").write_text(_ENV.get_template("model.c.j2").render(**ctx))
     (out / "model.h").write_text(_ENV.get_template("model.h.j2").render(**ctx))
     (out / "Makefile").write_text(_ENV.get_template("Makefile.j2").render(**ctx))
@@ -181,6 +185,6 @@ def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx", w
         (out / "model.weights").write_bytes(blob_bytes(layout))
     elif (out / "model.weights").exists():
         (out / "model.weights").unlink()  # a stale blob beside an embedded build would mislead
-    info = manifest(prog, str(source), layout, kernels)
+    info = manifest(prog, str(source), layout, kernels, custom)
     (out / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

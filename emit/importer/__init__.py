@@ -47,7 +47,9 @@ def import_model(
     shapes: dict[str, tuple[int, ...]] | None = None,
     dims: dict[str, int] | None = None,
     name: str | None = None,
+    custom_ops: dict | None = None,
 ) -> Program:
+    """`custom_ops`: (domain, op type) -> ops.custom.CustomOp, the user's C kernels for ops of their own domains."""
     model = load_model(source)
     graph = model.graph
     opsets = list(model.opset_import)
@@ -75,7 +77,7 @@ def import_model(
     runtime: list[Node] = []
     unsupported: list[tuple[str, str, str]] = []
     unknown: set[str] = set()  # values downstream of an unsupported node
-    walk(Scope(values, opsets, declared, runtime, unsupported, unknown, deque(graph.node)))
+    walk(Scope(values, opsets, declared, runtime, unsupported, unknown, deque(graph.node), dict(custom_ops or {})))
     output_names = graph_outputs(graph, values, runtime) if not unsupported else []
 
     if unsupported:
@@ -104,6 +106,10 @@ def walk(scope: Scope) -> None:
             if i and i not in values:
                 raise EmitError(f"node {label}: input '{i}' is not produced by any earlier node")
         if import_structured(proto, scope):  # If, Loop, Scan, sequence and optional ops
+            continue
+        custom = scope.custom.get((proto.domain, proto.op_type))
+        if custom is not None:
+            runtime.append(custom_node(proto, custom, values, declared))
             continue
         folded = try_fold(proto, values, opsets) if is_supported(proto.op_type, proto.domain) or proto.domain in ("", "ai.onnx") else None
         if folded is not None:
@@ -136,6 +142,22 @@ def walk(scope: Scope) -> None:
         )
 
 
+def custom_node(proto: onnx.NodeProto, custom, values: dict[str, Value], declared: dict) -> Node:
+    """A node run by the user's kernel: its outputs take the model's declared static shape, else input 0's;
+    input 0's dtype."""
+    first = next((values[i] for i in proto.input if i), None)
+    if first is None:
+        raise EmitError(f"node {node_label(proto.op_type, proto.name)}: a custom operator needs at least one input "
+                        "(its outputs take input 0's dtype)")
+    for out in proto.output:
+        if out:
+            shape = declared.get(out)
+            static = shape is not None and all(isinstance(d, int) and d >= 0 for d in shape)
+            values[out] = Value(first.dtype, tuple(shape) if static else tuple(first.shape))
+    attrs = {a.name: attr_value(a) for a in proto.attribute}
+    return Node(proto.op_type, proto.name, list(proto.input), list(proto.output), {**attrs, "__custom__": custom}, proto.domain)
+
+
 def unsupported_error(missing: list[tuple[str, str, str]]) -> UnsupportedError:
     """One line naming every unsupported op with its nodes; the list rides along for `inspect`."""
     by_op: dict[str, list[str]] = {}
@@ -145,6 +167,9 @@ def unsupported_error(missing: list[tuple[str, str, str]]) -> UnsupportedError:
     from ..ops.registry import why_unsupported
 
     why = {k: why_unsupported(*reversed(k.split("::", 1))) if "::" in k else why_unsupported(k) for k in by_op}
+    for k in why:  # an op of the user's own domain: say how to bring its kernel
+        if "::" in k and not k.startswith("ai.onnx") and not why[k]:
+            why[k] = f"a custom operator: give its C kernel with --custom-op {k}=kernel.c (docs/CUSTOM_OPS.md)"
     parts = [p + (f": {why[k]}" if why[k] else "") for p, k in zip(parts, by_op)]
     err = UnsupportedError(f"unsupported operator{'s' if len(parts) > 1 else ''}: {'; '.join(parts)}")
     err.nodes = missing  # type: ignore[attr-defined]

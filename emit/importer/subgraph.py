@@ -49,10 +49,11 @@ class Scope:
     unsupported: list[tuple[str, str, str]]
     unknown: set[str]
     work: deque = field(default_factory=deque)
+    custom: dict = field(default_factory=dict)  # (domain, op type) -> ops.custom.CustomOp, from --custom-op
 
     def child(self, nodes, runtime: list[Node] | None = None, declared: dict | None = None) -> Scope:
         return Scope(self.values, self.opsets, {**self.declared, **(declared or {})}, self.runtime if runtime is None else runtime,
-                     self.unsupported, self.unknown, deque(nodes))
+                     self.unsupported, self.unknown, deque(nodes), self.custom)
 
     @property
     def opset(self) -> int:

@@ -146,6 +146,10 @@ class Lowering:
 
 def lower_node(prog: Program, node: Node, cnames: dict[str, str]) -> Step:
     fn = LOWERINGS.get((node.domain, node.op_type))
+    if "__custom__" in node.attrs:  # a user's kernel (--custom-op)
+        from .custom import lower_custom
+
+        fn = lower_custom
     if fn is None:
         dom = f" (domain '{node.domain}')" if node.domain else ""
         raise UnsupportedError(f"node {node_label(node.op_type, node.name)}: operator {node.op_type}{dom} is not supported")
