@@ -72,6 +72,21 @@ def test_digits_matches_onnxruntime(digits_m4):
     assert (got.argmax(1) == ref.argmax(1)).all()
 
 
+def test_int8_weights_shrink_flash_and_still_predict(digits_m4, tmp_path):
+    """--weight-dtype int8 on a board: the weights in flash take under a third, their float32 copies go to RAM (.bss),
+    and the predictions on the shipped samples stay those of onnxruntime."""
+    out, info = digits_m4
+    small = emit.export(DIGITS, target="cortex-m4", out=tmp_path, dims={"N": 16}, weight_dtype="int8")
+    assert small["firmware"]["warnings"] == []
+    assert small["firmware"]["flash"]["weights"] < 0.35 * info["firmware"]["flash"]["weights"]
+    expanded = small["weights"]["expanded_bytes"]
+    assert expanded > 14000 and f"{expanded:,} (expanded weights)" in small["firmware"]["report"]
+    samples = np.load(REPO / "examples" / "digits" / "samples.npz")
+    got = run_firmware(tmp_path, {"x": samples["x"]})["probs"]
+    ref = ort_run(str(DIGITS), {"x": samples["x"]})[0]
+    assert 1e-6 < np.abs(got - ref).max() <= 3e-2 and (got.argmax(1) == ref.argmax(1)).all()
+
+
 def test_memory_report_adds_up(digits_m4):
     out, info = digits_m4
     fw = info["firmware"]

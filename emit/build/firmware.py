@@ -294,12 +294,15 @@ def format_report(fw: dict, info: dict, cfg: dict, out: Path) -> str:
         peak_text = f"measured in QEMU: peak {run_peak:,} during {info['functions']['run']}, {peak:,} for the whole firmware"
     else:
         peak_text = fw.get("stack_note", "peak not measured")
+    expanded = info.get("weights", {}).get("expanded_bytes", 0)  # float32 copies of f16/int8-stored weights
     lines += [
         f"    stack          {r['stack']:>{w},}  .stack ({peak_text})",
         f"    heap           {r['heap']:>{w},}  .heap (newlib stdio of the test firmware; the model never allocates)",
-        f"    data + bss     {r['data_bss']:>{w},}  .data, .bss (newlib)",
+        f"    data + bss     {r['data_bss']:>{w},}  .data, .bss (newlib"
+        + (f"; {expanded:,} of them the float32 copies of the {info['weights']['dtype']}-stored weights)" if expanded else ")"),
         f"  without the test firmware, the model needs flash {f['weights'] + f['model_code'] + f['model_rodata']:,} "
-        f"(+ libm) and RAM {r['arena']:,} (arena) + {r['io_buffers']:,} (I/O) + stack",
+        f"(+ libm) and RAM {r['arena']:,} (arena) + {r['io_buffers']:,} (I/O)"
+        + (f" + {expanded:,} (expanded weights)" if expanded else "") + " + stack",
     ]
     if fw["qemu"]:
         lines.append(f"  run it: cd {out}/firmware && {' '.join(fw['qemu'])}  (reads inputs.bin if present, writes outputs.bin)")
