@@ -73,7 +73,7 @@ def export(
     info = write_c_folder(prog, out, source=str(model) if not hasattr(model, "graph") else "model.onnx",
                           weights=weights, weight_dtype=weight_dtype)
     # what `onnx-emit weights` needs to recompile the same layout from new values
-    info["export"] = {"shapes": {k: list(v) for k, v in (shapes or {}).items()}, "dims": dict(dims or {}),
+    info["export"] = {"shapes": {k: None if v is None else list(v) for k, v in (shapes or {}).items()}, "dims": dict(dims or {}),
                       "name": prog.name, "weight_dtype": weight_dtype,
                       "custom_ops": [f"{d}::{o}={c.kernel}" for (d, o), c in custom_op_table(custom_ops).items()]}
     (out / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -307,7 +307,7 @@ def cmd_weights(args) -> int:
     name, dtype, want = args.name, args.weight_dtype, None
     if info is not None:  # the build beside the output decides: its blob must load into it
         opts = info.get("export", {})
-        shapes = {k: tuple(v) for k, v in opts.get("shapes", {}).items()}
+        shapes = {k: None if v is None else tuple(v) for k, v in opts.get("shapes", {}).items()}
         dims, name, dtype, want = opts.get("dims", {}), opts.get("name", info["prefix"]), info["weights"]["dtype"], info["weights"]["layout_hash"]
         args.custom_op = args.custom_op or opts.get("custom_ops", [])
     _progress(f"compiling {args.model} with {len(match.matched)} tensors from {args.source} ...")

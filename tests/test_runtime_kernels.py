@@ -14,7 +14,7 @@ import pytest
 from .helpers import REPO
 
 RUNTIME = REPO / "runtime_c"
-FILES = ["gemm.c", "conv.c", "narrow.c"]  # every file the header declares (narrow.c: tests/test_narrow_types.py)
+FILES = ["gemm.c", "conv.c", "narrow.c", "weights.c"]  # every file the header declares (narrow.c: tests/test_narrow_types.py)
 
 
 def _cdef_from_header() -> str:

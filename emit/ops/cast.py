@@ -71,8 +71,12 @@ def encode(x: str, src, dst, saturate: bool = True, round_mode: str = "up") -> s
     if d in NARROW_INTS:
         mask = (1 << NARROW_INTS[d][0]) - 1
         if s.kind == "f":
-            sfx = "f" if s == np.float32 else ""
-            x = f"({_in_range(x, 32, sfx)} ? (int32_t)({x}) : INT32_MIN)"
+            # ml_dtypes (ONNX's reference): truncate toward zero; out of the type's range, NaN and inf give 0
+            # (integer sources wrap, below)
+            bits, signed = NARROW_INTS[d]
+            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+            sfx = ".0f" if s == np.float32 else ".0"
+            x = f"(({x}) > {lo - 1}{sfx} && ({x}) < {hi + 1}{sfx} ? (int32_t)({x}) : 0)"
         return f"((uint8_t)((uint32_t)({x}) & {mask}u))"
     # ml_dtypes (ONNX's reference for bfloat16, float8, float4) rounds a double to float32 first; numpy
     # rounds a double to float16 directly, which rounding the float32 "to odd" reproduces
