@@ -26,12 +26,17 @@ def compile_program(model, shapes=None, dims=None, name: str | None = None, cust
     return plan_memory(prog)
 
 
-def check_export_options(target: str, weights: str = "embed", weight_dtype: str = "f32") -> str:
-    """The target's kind, or an EmitError for an unknown target or a storage option it cannot take."""
+def check_export_options(target: str, weights: str = "embed", weight_dtype: str = "f32", threads: int = 1) -> str:
+    """The target's kind, or an EmitError for an unknown target or an option it cannot take."""
     from .codegen.storage import check_options
 
     kind = target_config(target)["kind"]  # an unknown target is an EmitError listing the known ones
     check_options(weights, weight_dtype)
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 256:
+        raise EmitError(f"--threads {threads}: expected a whole number from 1 to 256")
+    if threads > 1 and kind not in ("source", "cffi-extension"):
+        raise EmitError(f"target '{target}': --threads is for native builds (targets c and native); wasm, pyodide and "
+                        "firmware builds run on one thread")
     if weights == "file" and kind == "firmware":
         raise EmitError(f"target '{target}': --weights file is for the native and wasm runners; firmware embeds its "
                         "weights in flash (use --weight-dtype f16 or int8 to shrink them)")
@@ -50,6 +55,7 @@ def export(
     weights: str = "embed",
     weight_dtype: str = "f32",
     custom_ops=None,
+    threads: int = 1,
 ) -> dict:
     """Compile `model` (a path or ModelProto) into folder `out` for `target`; returns the manifest.
 
@@ -57,11 +63,12 @@ def export(
     model.mjs), pyodide (a py3-none-any wheel with the .wasm), firmware kinds (cortex-m4, ...).
     weights: "embed" (in model.c) or "file" (a separate model.weights the runners load; swap it without
     rebuilding). weight_dtype: "f32", "f16" or "int8" (per-channel symmetric) storage; compute stays float32.
-    custom_ops: ["DOMAIN::OP=kernel.c", ...], C kernels for operators of the user's own domains (docs/CUSTOM_OPS.md)."""
+    custom_ops: ["DOMAIN::OP=kernel.c", ...], C kernels for operators of the user's own domains (docs/CUSTOM_OPS.md).
+    threads: native builds only, split large GEMMs (and the convolutions built on them) across N POSIX threads."""
     from .codegen import write_c_folder
     from .ops.custom import custom_op_table
 
-    kind = check_export_options(target, weights, weight_dtype)
+    kind = check_export_options(target, weights, weight_dtype, threads)
     prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model), custom_ops=custom_ops)
     out = Path(out)
     strings = [t for t in prog.inputs + prog.outputs if is_string(prog.buffers[t].dtype)]
@@ -71,7 +78,7 @@ def export(
             "native runner only (targets c and native) — the wasm, pyodide and firmware runners take numbers"
         )
     info = write_c_folder(prog, out, source=str(model) if not hasattr(model, "graph") else "model.onnx",
-                          weights=weights, weight_dtype=weight_dtype)
+                          weights=weights, weight_dtype=weight_dtype, threads=threads)
     # what `onnx-emit weights` needs to recompile the same layout from new values
     info["export"] = {"shapes": {k: None if v is None else list(v) for k, v in (shapes or {}).items()}, "dims": dict(dims or {}),
                       "name": prog.name, "weight_dtype": weight_dtype,

@@ -57,12 +57,12 @@ def cmd_export(args) -> int:
     from .ops.custom import custom_op_table
 
     shapes, dims = _bindings(args)
-    check_export_options(args.target, args.weights, args.weight_dtype)  # refused before any work
+    check_export_options(args.target, args.weights, args.weight_dtype, args.threads)  # refused before any work
     custom_op_table(args.custom_op)
     t0 = time.perf_counter()
     _progress(f"compiling {args.model} for target {args.target} ...")
     info = export(args.model, target=args.target, out=args.out, shapes=shapes, dims=dims, name=args.name, simd=not args.no_simd,
-                  weights=args.weights, weight_dtype=args.weight_dtype, custom_ops=args.custom_op)
+                  weights=args.weights, weight_dtype=args.weight_dtype, custom_ops=args.custom_op, threads=args.threads)
     dt = time.perf_counter() - t0
     w = info["weights"]
     files = ", ".join(info["sources"] + ["model.h", "manifest.json"] + ([w["file"]] if w["mode"] == "file" else []))
@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="c", metavar="TARGET", help=_targets_help())
     p.add_argument("--no-simd", action="store_true", help="wasm/pyodide: build without -msimd128, for engines without SIMD")
     _storage_options(p)
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="native builds (targets c, native): split large matrix products across N POSIX threads "
+                        "(default 1: single-threaded, as embedded builds must be)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.set_defaults(fn=cmd_export)
 

@@ -16,6 +16,7 @@
 #define EK_ACT_HARDSIGMOID 4 /* max(0, min(1, a*x + b)) */
 #define EK_ACT_HARDSWISH 5   /* x * max(0, min(1, x/6 + 1/2)) */
 #define EK_ACT_LEAKYRELU 6   /* x < 0 ? a*x : x */
+#define EK_ACT_SILU 7        /* x / (1 + exp(-x)): Sigmoid then Mul by its input, fused */
 
 /* ---- gemm.c ---- */
 
@@ -36,6 +37,13 @@ void ek_dgemm(size_t M, size_t N, size_t K, double alpha, const double *A, size_
 void ek_sact(float *y, size_t n, int act, float act_a, float act_b);
 /* ek_sact for double. */
 void ek_dact(double *y, size_t n, int act, double act_a, double act_b);
+
+/* y[i] = f(x[i]) for i < n, float32, x == y allowed: e^x, 1 / (1 + e^-x) and x / (1 + e^-x) (SiLU), by a
+ * branch-free polynomial e^x (within 2 ulp, vectorised; NaN stays NaN, the infinities go to their limits).
+ * The float epilogues EK_ACT_SIGMOID and EK_ACT_SILU use the same code. */
+void ek_sexp(const float *x, float *y, size_t n);
+void ek_ssigmoid(const float *x, float *y, size_t n);
+void ek_ssilu(const float *x, float *y, size_t n);
 
 /* ---- conv.c (needs gemm.c) ---- */
 
@@ -118,5 +126,15 @@ int ek_check_weights(const unsigned char *blob, size_t n, const unsigned char ha
                      uint64_t payload_bytes);
 /* y = scale[c] * q for q laid out [outer, channels, inner] (per-channel symmetric int8) */
 void ek_expand_i8(const int8_t *q, const float *scale, float *y, size_t outer, size_t channels, size_t inner);
+
+/* ---- threads.c: only in builds exported with --threads N (compiled with -DEK_THREADS=N -pthread) ---- */
+typedef void (*ek_range_fn)(void *ctx, size_t begin, size_t end);
+/* Runs fn over [0, n) split across the pool (the caller takes a part); returns 1, or 0 having run nothing when
+ * n < 2 or a parallel region is already running (then the caller does the work itself). */
+int ek_parallel_for(size_t n, ek_range_fn fn, void *ctx);
+/* ek_sgemm's arguments: 1 when it computed C split across the pool, 0 when the caller should (small, or nested). */
+int ek_sgemm_parallel(size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, int transA,
+                      const float *B, size_t ldb, int transB, float beta, const float *bias, size_t bias_rs,
+                      size_t bias_cs, float *C, size_t ldc, int act, float act_a, float act_b);
 
 #endif /* EMIT_RUNTIME_H */

@@ -184,6 +184,27 @@ def test_activation_fused_into_producer(tmp_path, activation, producer):
     run_both(model, {"x": rand(*x_shape, lo=-4, hi=4)}, tmp_path)
 
 
+@pytest.mark.parametrize("producer", ["Conv", "Add"])
+def test_sigmoid_mul_becomes_silu(tmp_path, producer):
+    """x * Sigmoid(x) (YOLO's SiLU): a Conv's SiLU epilogue, or one Swish node when x comes from elsewhere; the values
+    stay onnxruntime's (the vectorised exp of gemm.c)."""
+    if producer == "Conv":
+        first = helper.make_node("Conv", ["x", "w"], ["p"], pads=[1, 1, 1, 1])
+        inits = [init("w", rand(3, 2, 3, 3))]
+    else:
+        first = helper.make_node("Add", ["x", "x"], ["p"])
+        inits = []
+    y_shape = [1, 3, 5, 5] if producer == "Conv" else [1, 2, 5, 5]
+    nodes = [first, helper.make_node("Sigmoid", ["p"], ["s"]), helper.make_node("Mul", ["p", "s"], ["y"])]
+    model = make_model(nodes, [tensor("x", [1, 2, 5, 5])], [tensor("y", y_shape)], inits, opset=17)
+    prog = passes(model)
+    if producer == "Conv":
+        assert [n.op_type for n in prog.nodes] == ["Conv"] and prog.nodes[0].attrs["__act__"] == ("silu", ())
+    else:
+        assert [n.op_type for n in prog.nodes] == ["Add", "Swish"]
+    run_both(model, {"x": rand(1, 2, 5, 5, lo=-30, hi=30)}, tmp_path)
+
+
 def test_clip_with_runtime_bounds_is_not_fused(tmp_path):
     nodes = [helper.make_node("MatMul", ["x", "w"], ["p"]), helper.make_node("Clip", ["p", "lo"], ["y"])]
     model = make_model(nodes, [tensor("x", [2, 3]), tensor("lo", [])], [tensor("y", [2, 2])], [init("w", rand(3, 2))])

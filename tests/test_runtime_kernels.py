@@ -14,7 +14,9 @@ import pytest
 from .helpers import REPO
 
 RUNTIME = REPO / "runtime_c"
-FILES = ["gemm.c", "conv.c", "narrow.c", "weights.c"]  # every file the header declares (narrow.c: tests/test_narrow_types.py)
+# every file the header declares (narrow.c: tests/test_narrow_types.py); built with a 2-thread pool (--threads 2),
+# so the GEMMs above threads.c's size threshold run split across it
+FILES = ["gemm.c", "conv.c", "narrow.c", "weights.c", "threads.c"]
 
 
 def _cdef_from_header() -> str:
@@ -40,7 +42,8 @@ def _build(tmp_path_factory, module: str, defines: list[str]):
         '#include "emit_runtime.h"',
         sources=[str(RUNTIME / f) for f in FILES],
         include_dirs=[str(RUNTIME)],
-        extra_compile_args=["-O2", *defines],
+        extra_compile_args=["-O2", "-DEK_THREADS=2", "-pthread", *defines],
+        extra_link_args=["-pthread"],
         libraries=["m"],
     )
     tmp = tmp_path_factory.mktemp("ek")
@@ -70,8 +73,10 @@ def test_kernels_compile_strict_c99(cc, tmp_path):
         pytest.fail(f"{cc} is missing: apt-get install {cc}")
     flags = ["-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O2", "-c"]
     for f in FILES:
-        proc = subprocess.run([cc, *flags, str(RUNTIME / f), "-o", str(tmp_path / f"{f}.o")], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
+        for threads in ([[]] if f != "threads.c" else []) + [["-DEK_THREADS=2", "-pthread"]]:  # single-threaded and --threads
+            proc = subprocess.run([cc, *flags, *threads, str(RUNTIME / f), "-o", str(tmp_path / f"{f}.o")], capture_output=True,
+                                  text=True)
+            assert proc.returncode == 0, proc.stderr
     # the portable fallback without GCC vector extensions must compile too
     proc = subprocess.run([cc, *flags, "-DEK_NO_VECTOR_EXT", str(RUNTIME / "gemm.c"), "-o", str(tmp_path / "g.o")],
                           capture_output=True, text=True)
@@ -90,6 +95,7 @@ ACTS = {
     "hardsigmoid": (4, 0.2, 0.5, lambda v: np.clip(0.2 * v + 0.5, 0, 1)),
     "hardswish": (5, 0.0, 0.0, lambda v: v * np.clip(v / 6 + 0.5, 0, 1)),
     "leakyrelu": (6, 0.1, 0.0, lambda v: np.where(v < 0, 0.1 * v, v)),
+    "silu": (7, 0.0, 0.0, lambda v: v / (1 + np.exp(-v))),
 }
 
 
@@ -148,6 +154,79 @@ def test_sgemm_activation_epilogue(rt, act, m):
 @pytest.mark.parametrize("m,n,k,ta,tb", [(1, 7, 5, False, True), (9, 5, 300, True, False), (13, 11, 140, True, True)])
 def test_dgemm(rt, m, n, k, ta, tb):
     got, ref = _gemm(rt, np.float64, m, n, k, ta, tb, alpha=1.5, beta=0.25, bias_shape=(m, 1), act="leakyrelu")
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+# ---- e^x, sigmoid, SiLU over arrays (the polynomial e^x of gemm.c) ----
+
+
+@pytest.fixture(scope="module")
+def rt_native(tmp_path_factory):
+    """The kernels as the native target builds them (-O3 -march=native): the vectorised loops."""
+    return _build(tmp_path_factory, "_ek_kernels_native_test", ["-O3", "-march=native", "-fno-strict-aliasing"])
+
+
+def _edge_values() -> np.ndarray:
+    tiny, big = np.finfo(np.float32).tiny, np.finfo(np.float32).max
+    edges = [0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, big, -big, tiny, -tiny, 1e-45, -1e-45, 1e-40, -1e-40,
+             1e-8, -1e-8, 0.5, -0.5, 1, -1, 15, -15, 80, -80, 87.3, -87.3, 88.72, 88.73, 89, -89, 100, -100,
+             103.9, -103.9, 104, -104, 110, -110, 1e10, -1e10]
+    rng = np.random.default_rng(7)
+    spread = np.concatenate([rng.uniform(-110, 110, 20000), rng.standard_normal(20000) * 4,
+                             rng.uniform(-1e-3, 1e-3, 2000)])
+    return np.concatenate([edges, spread]).astype(np.float32)  # 40 + 42000: a tail after the vector loop
+
+
+def _check_close(got: np.ndarray, ref: np.ndarray, x: np.ndarray, denormal_scale=1.0) -> None:
+    """Within 1e-6 relative where ref is a normal float32, 2 denormal steps (times denormal_scale) where it is
+    below; NaN, inf exact."""
+    with np.errstate(over="ignore"):
+        ref32 = ref.astype(np.float32)
+    assert np.array_equal(np.isnan(got), np.isnan(ref)), x[np.isnan(got) != np.isnan(ref)]
+    inf = np.isinf(ref32)
+    assert np.array_equal(got[inf], ref32[inf]), x[inf]
+    ok = ~np.isnan(ref) & ~inf
+    err = np.abs(got[ok].astype(np.float64) - ref[ok])
+    tol = np.maximum(1e-6 * np.abs(ref[ok]), 2 * 2.0**-149 * np.broadcast_to(denormal_scale, ref.shape)[ok])
+    bad = err > tol
+    assert not bad.any(), list(zip(x[ok][bad][:5], got[ok][bad][:5], ref[ok][bad][:5]))
+
+
+def _run(rt, fn: str, x: np.ndarray, in_place: bool) -> np.ndarray:
+    y = x.copy() if in_place else np.full_like(x, 7.0)
+    src = y if in_place else x
+    getattr(rt.lib, fn)(_ptr(rt, src, "float"), _ptr(rt, y, "float"), x.size)
+    return y
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("build", ["rt", "rt_native", "rt_plain"])
+def test_sexp_ssigmoid_ssilu_vs_numpy(request, build, in_place):
+    rt = request.getfixturevalue(build)
+    x = _edge_values()
+    xd = x.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        e, sig = np.exp(xd), 1 / (1 + np.exp(-xd))
+        # SiLU as the graph computes it, x * Sigmoid(x) in float32: below x = -87 the sigmoid is denormal
+        silu = np.where(xd < -87, xd * sig.astype(np.float32), xd * sig)
+    _check_close(_run(rt, "ek_sexp", x, in_place), e, x)
+    _check_close(_run(rt, "ek_ssigmoid", x, in_place), sig, x)
+    _check_close(_run(rt, "ek_ssilu", x, in_place), silu, x, np.maximum(1, np.abs(xd)))  # x * a denormal
+    # the limits exactly
+    lim = np.array([np.inf, -np.inf, 0.0, 200.0, -200.0], np.float32)
+    assert list(_run(rt, "ek_ssigmoid", lim, in_place)) == [1.0, 0.0, 0.5, 1.0, 0.0]
+    assert list(_run(rt, "ek_sexp", lim, in_place)) == [np.inf, 0.0, 1.0, np.inf, 0.0]
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "silu"])
+def test_sgemm_sigmoid_silu_epilogue_native(rt_native, act):
+    for m in (2, 9):
+        got, ref = _gemm(rt_native, np.float32, m, 37, 6, False, False, bias_shape=(37,), beta=1.0, act=act)
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_dgemm_silu_epilogue(rt):
+    got, ref = _gemm(rt, np.float64, 9, 11, 7, False, True, bias_shape=(11,), beta=1.0, act="silu")
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 
 

@@ -28,9 +28,11 @@ def build_extension(folders: list[Path], module: str, out_dir: Path, quiet: bool
     import cffi
 
     ffi = cffi.FFI()
-    decls, sources, kernels = [], [], {}
+    decls, sources, kernels, cflags, ldflags = [], [], {}, [], []
     for folder in folders:
         info = json.loads((folder / "manifest.json").read_text())
+        cflags += [f for f in info.get("cflags", []) if f not in cflags]  # --threads N
+        ldflags += [f for f in info.get("ldflags", []) if f not in ldflags]
         decls.append(prototypes(info))
         for src in info["sources"]:
             if src == "model.c":
@@ -45,7 +47,8 @@ def build_extension(folders: list[Path], module: str, out_dir: Path, quiet: bool
         "#include <stdint.h>\n#include <stdbool.h>\n" + cdef,
         sources=sources,
         include_dirs=[str(folders[0].resolve())],
-        extra_compile_args=list(target_config("native").get("cflags", [])),
+        extra_compile_args=list(target_config("native").get("cflags", [])) + cflags,
+        extra_link_args=ldflags,
         libraries=["m"],
     )
     with tempfile.TemporaryDirectory(prefix="emit-build-") as tmp:

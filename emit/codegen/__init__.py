@@ -85,9 +85,12 @@ def _weights(layout: WeightLayout, embed: bool) -> list[dict]:
     return out
 
 
-def runtime_files(prog: Program, layout: WeightLayout) -> list[str]:
-    """The runtime .c files the model calls: its steps' kernels, plus the weight loader and expanders."""
+def runtime_files(prog: Program, layout: WeightLayout, threads: int = 1) -> list[str]:
+    """The runtime .c files the model calls: its steps' kernels, plus the weight loader and expanders, plus the
+    thread pool when a multithreaded kernel is used with --threads N."""
     files = set(kernels_used(prog))
+    if threads > 1 and "gemm" in files:
+        files.add("threads")
     if layout.mode == "file" or any(w.expanded for w in layout.weights):
         files.add("weights")
     if any(w.form == "f16" for w in layout.weights):
@@ -103,7 +106,12 @@ def _locals(prog: Program) -> list[str]:
     ]
 
 
-def manifest(prog: Program, source: str, layout: WeightLayout, kernels: list[str], custom: list[str]) -> dict:
+def thread_flags(threads: int) -> dict:
+    """Compiler and linker flags of a --threads N build (POSIX threads), else none."""
+    return {"cflags": [f"-DEK_THREADS={threads}", "-pthread"], "ldflags": ["-pthread"]} if threads > 1 else {}
+
+
+def manifest(prog: Program, source: str, layout: WeightLayout, kernels: list[str], custom: list[str], threads: int = 1) -> dict:
     p = prog.name
     functions = {"run": f"{p}_run", "run_static": f"{p}_run_static"}
     functions |= {"load_weights": f"{p}_load_weights"} if layout.mode == "file" else {"init": f"{p}_init"}
@@ -123,6 +131,8 @@ def manifest(prog: Program, source: str, layout: WeightLayout, kernels: list[str
         "custom_ops": [f"{o.domain}::{o.op_type}" for o in custom_ops_used(prog)],
         "functions": functions,
         "signature": signature(prog),
+        "threads": threads,
+        **thread_flags(threads),
     }
 
 
@@ -131,13 +141,13 @@ def _hash_initializer(digest: bytes) -> str:
 
 
 def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx", weights: str = "embed",
-                   weight_dtype: str = "f32") -> dict:
+                   weight_dtype: str = "f32", threads: int = 1) -> dict:
     """model.c, model.h, build files, the runtime kernels it calls, manifest.json and (--weights file)
     model.weights into `out`; returns the manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     layout = plan_weight_storage(prog, referenced_weights(prog), weights, weight_dtype)
-    kernels = runtime_files(prog, layout)
+    kernels = runtime_files(prog, layout, threads)
     ins = [tensor_info(prog, i) for i in prog.inputs]
     outs = [tensor_info(prog, o) for o in prog.outputs]
     wlist = _weights(layout, embed=weights == "embed")
@@ -167,6 +177,8 @@ def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx", w
         "steps": [{"label": f"{s.node.op_type} '{s.node.name}'".replace("*/", "* /"), "code": s.code} for s in prog.steps if s.code],
         "kernels": kernels,
         "custom_headers": [o.header for o in custom_ops_used(prog)],
+        "threads": threads,
+        "thread_cflags": " ".join(thread_flags(threads).get("cflags", [])),
     }
     custom = write_custom_sources(prog, out, lambda name, **kw: _ENV.get_template(name).render(version=__version__, **kw))
     ctx["sources"] = c_sources(kernels) + custom
@@ -185,6 +197,6 @@ def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx", w
         (out / "model.weights").write_bytes(blob_bytes(layout))
     elif (out / "model.weights").exists():
         (out / "model.weights").unlink()  # a stale blob beside an embedded build would mislead
-    info = manifest(prog, str(source), layout, kernels, custom)
+    info = manifest(prog, str(source), layout, kernels, custom, threads)
     (out / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -244,12 +244,27 @@ def unary_expr(op_type: str, attrs: dict, x: str, dtype) -> str:
     return UNARY[op_type](x, np.dtype(dtype), attrs)
 
 
+def _vector_kernel(kind: str, attrs: dict, dtype) -> str | None:
+    """The runtime_c/gemm.c array kernel computing this op, if any: float32 e^x through a polynomial the
+    compiler vectorises, instead of one libm call per element."""
+    if np.dtype(dtype) != np.float32:
+        return None
+    if kind == "Swish" and float(attrs.get("alpha", 1.0)) == 1.0:
+        return "ek_ssilu"  # also x * Sigmoid(x), rewritten by emit/passes/fuse_act.py
+    return {"Sigmoid": "ek_ssigmoid", "Exp": "ek_sexp"}.get(kind)
+
+
 @op(*UNARY)
 def lower_unary(ctx: Lowering) -> None:
     x, y = ctx.input(0), ctx.output(0)
     kind = ctx.node.op_type
     if not is_float(x.dtype) and kind not in _INT_OK:
         ctx.fail(f"{kind} on {x.dtype.name} is not supported (float32/float64 only)")
+    fn = _vector_kernel(kind, ctx.node.attrs, x.dtype)
+    if fn is not None and y.size > 0:
+        ctx.kernel("gemm")
+        ctx.emit(f"{fn}({ctx.ptr(x)}, {ctx.ptr(y)}, {y.size});")
+        return
     try:
         expr = unary_expr(kind, ctx.node.attrs, "x", x.dtype)
     except ValueError as exc:

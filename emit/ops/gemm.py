@@ -20,6 +20,7 @@ ACT_ENUM = {
     "hardsigmoid": "EK_ACT_HARDSIGMOID",
     "hardswish": "EK_ACT_HARDSWISH",
     "leakyrelu": "EK_ACT_LEAKYRELU",
+    "silu": "EK_ACT_SILU",
 }
 
 

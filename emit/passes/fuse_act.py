@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..ir import WEIGHT, Node, Program
+from ..ir import OUTPUT, WEIGHT, Node, Program
 from .simplify import absorb, sole_producer
 
 PRODUCERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -54,7 +54,51 @@ def activation(prog: Program, n: Node) -> tuple[str, tuple[float, ...]] | None:
     return None
 
 
+def _silu_mul(prog: Program, consumers: dict, sig: Node) -> Node | None:
+    """The Mul of `x * Sigmoid(x)` (SiLU, YOLO's activation) if `sig` is that Sigmoid: its output feeds only
+    that Mul, whose other input is x, with x's shape, dtype and result shape."""
+    if sig.op_type != "Sigmoid" or sig.domain != "" or not sig.inputs or not sig.inputs[0]:
+        return None
+    x, s = sig.inputs[0], sig.outputs[0]
+    users = consumers.get(s, [])
+    if len(users) != 1 or s in prog.outputs:
+        return None
+    m = users[0]
+    if m.op_type != "Mul" or m.domain != "" or sorted(m.inputs) != sorted([x, s]):
+        return None
+    bx, by = prog.buffers[x], prog.buffers[m.outputs[0]]
+    if np.dtype(bx.dtype).name not in ("float32", "float64") or by.dtype != bx.dtype or by.shape != bx.shape:
+        return None
+    return m
+
+
+def _fuse_silu(prog: Program) -> Program:
+    """x * Sigmoid(x) -> one pass instead of two: the producer of x (a Conv, Gemm, ...) gets the SiLU epilogue
+    when x feeds nothing else; otherwise the pair becomes one Swish node (alpha 1 is x * sigmoid(x))."""
+    producers = prog.producers()
+    consumers = prog.consumers()
+    replaced: dict[int, Node | None] = {}
+    for n in prog.nodes:
+        m = _silu_mul(prog, consumers, n)
+        if m is None or id(n) in replaced or id(m) in replaced:
+            continue
+        x = n.inputs[0]
+        p = producers.get(x)
+        if (p is not None and p.op_type in PRODUCERS and p.domain == "" and p.outputs[0] == x
+                and "__act__" not in p.attrs and len(consumers.get(x, [])) == 2
+                and prog.buffers[x].storage != OUTPUT and x not in prog.outputs):
+            p.attrs["__act__"] = ("silu", ())
+            absorb(prog, p, m, producers)
+            replaced[id(n)] = replaced[id(m)] = None
+        else:  # the Swish takes the Mul's place, where x and the Mul's other inputs are all computed
+            replaced[id(n)] = None
+            replaced[id(m)] = Node("Swish", f"{m.name}__silu", [x], list(m.outputs), attrs={"alpha": 1.0})
+    prog.nodes = [replaced.get(id(n), n) for n in prog.nodes if replaced.get(id(n), n) is not None]
+    return prog
+
+
 def fuse_activations(prog: Program) -> Program:
+    prog = _fuse_silu(prog)
     producers = prog.producers()
     consumers = prog.consumers()
     dropped: set[int] = set()
