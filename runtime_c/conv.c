@@ -21,6 +21,15 @@ static int ek_conv_pointwise(const ek_conv_desc *d)
     return 1;
 }
 
+/* A 1-D convolution of one input channel, unpadded and undilated, whose windows all lie inside x (an STFT as a
+ * Conv): the window of output t is x + t*stride, so the windows are the rows of B^T in place, no im2col. */
+static int ek_conv_windows_in_place(const ek_conv_desc *d)
+{
+    return d->c == 1 && d->group == 1 && d->in[0] == 1 && d->in[1] == 1 && d->k[0] == 1 && d->k[1] == 1 &&
+           d->pad[0] == 0 && d->pad[1] == 0 && d->pad[2] == 0 && d->dil[2] == 1 && d->out[2] > 0 &&
+           (d->out[2] - 1) * d->stride[2] + d->k[2] <= d->in[2];
+}
+
 size_t ek_conv_scratch(const ek_conv_desc *d)
 {
     const size_t cg = d->c / d->group;
@@ -175,6 +184,8 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
             EK_T *yg = y + (n * d->m + g * mg) * sout;
             if (pointwise) {
                 EK_FN(gemm)(mg, sout, cg, 1, wg, cg, 0, xg, sin, 0, 1, bg, 1, 0, yg, sout, act, act_a, act_b);
+            } else if (ek_conv_windows_in_place(d)) {
+                EK_FN(gemm)(mg, sout, kk, 1, wg, kk, 0, xg, d->stride[2], 1, 1, bg, 1, 0, yg, sout, act, act_a, act_b);
             } else if (cg == 1) {
                 for (j = 0; j < mg; ++j) {
                     EK_FN(conv_depthwise)(d, xg, wg + j * kk, bg ? bg[j] : (EK_T)0, yg + j * sout);

@@ -225,6 +225,15 @@ def test_sgemm_sigmoid_silu_epilogue_native(rt_native, act):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8])
+def test_sgemm_few_columns_native(rt_native, n):
+    """N <= half a vector with B^T rows contiguous: the 4x4 dot-product blocks (rows and columns past the end
+    repeat the last ones and are not stored), with bias and activation."""
+    for m, k in ((13, 7), (4, 100), (9, 257)):
+        got, ref = _gemm(rt_native, np.float32, m, n, k, False, True, bias_shape=(m, 1), beta=0.5, act="relu")
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_dgemm_silu_epilogue(rt):
     got, ref = _gemm(rt, np.float64, 9, 11, 7, False, True, bias_shape=(11,), beta=1.0, act="silu")
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
@@ -275,6 +284,9 @@ CONVS = [
     ("depthwise", 2, 5, 5, 5, (8, 9), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise_mult_stride", 1, 3, 6, 3, (9, 10), (3, 5), (2, 2), (1, 2), (1, 2), (1, 2)),
     ("conv1d", 2, 3, 4, 1, (13,), (4,), (2,), (1,), (1,), (2,)),
+    # one input channel, unpadded (an STFT): windows read in place as B^T rows, few columns (dot products)
+    ("stft", 2, 1, 9, 1, (70,), (16,), (8,), (1,), (0,), (0,)),
+    ("stft_uneven", 1, 1, 5, 1, (37,), (9,), (4,), (1,), (0,), (0,)),
     ("conv3d", 1, 2, 3, 1, (4, 5, 6), (2, 3, 3), (1, 2, 1), (1, 1, 2), (0, 1, 2), (1, 1, 2)),
 ]
 
