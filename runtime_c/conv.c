@@ -143,6 +143,10 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
     const size_t KD = d->k[0], KH = d->k[1], KW = d->k[2];
     const size_t SD = d->stride[0], SH = d->stride[1], SW = d->stride[2];
     size_t od, oh, ow, kd, kh, kw;
+    size_t lo[16], hi[16]; /* each tap column's output range, the same for every row: found once, not per row
+                            * (its divisions cost more than a 7-wide row's multiply-adds) */
+    for (kw = 0; kw < KW && kw < 16; ++kw)
+        ek_conv_range(OW, IW, SW, (ptrdiff_t)(kw * d->dil[2]) - d->pad[2], &lo[kw], &hi[kw]);
     for (od = 0; od < OD; ++od) {
         for (oh = 0; oh < OH; ++oh) {
             EK_T *yr = y + (od * OH + oh) * OW;
@@ -158,7 +162,10 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
                     for (kw = 0; kw < KW; ++kw) {
                         const ptrdiff_t offw = (ptrdiff_t)(kw * d->dil[2]) - d->pad[2];
                         size_t wlo, whi;
-                        ek_conv_range(OW, IW, SW, offw, &wlo, &whi);
+                        if (kw < 16)
+                            wlo = lo[kw], whi = hi[kw];
+                        else
+                            ek_conv_range(OW, IW, SW, offw, &wlo, &whi);
                         EK_FN(dw_tap)(yr, xr, w[(kd * KH + kh) * KW + kw], wlo, whi, SW, offw);
                     }
                 }

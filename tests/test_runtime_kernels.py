@@ -283,6 +283,11 @@ CONVS = [
     ("grouped", 1, 6, 9, 3, (7, 7), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise", 2, 5, 5, 5, (8, 9), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise_mult_stride", 1, 3, 6, 3, (9, 10), (3, 5), (2, 2), (1, 2), (1, 2), (1, 2)),
+    # rows wide enough for the register blocks of 32 outputs (interior), with edges and a tail
+    ("depthwise_wide", 1, 2, 2, 2, (4, 75), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_wide_stride2", 1, 2, 4, 2, (5, 90), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("single_channel_5x5", 1, 1, 3, 1, (6, 40), (5, 5), (1, 1), (1, 1), (2, 2), (2, 2)),
+    ("depthwise_wide_dilated", 1, 2, 2, 2, (4, 80), (3, 3), (1, 1), (2, 3), (2, 3), (2, 3)),
     ("conv1d", 2, 3, 4, 1, (13,), (4,), (2,), (1,), (1,), (2,)),
     # one input channel, unpadded (an STFT): windows read in place as B^T rows, few columns (dot products)
     ("stft", 2, 1, 9, 1, (70,), (16,), (8,), (1,), (0,), (0,)),
