@@ -134,6 +134,29 @@ static void EK_FN(dw_tap)(EK_T *y, const EK_T *x, EK_T wv, size_t lo, size_t hi,
     }
 }
 
+/* y[ow] += the KW (3 or 5) taps of one kernel row for ow in [lo, hi), where all of them are inside the input row:
+ * one load and store of y per kernel row instead of per tap. xs = the input row at the first tap of output 0. */
+static void EK_FN(dw_row)(EK_T *y, const EK_T *xs, const EK_T *w, size_t kw_count, size_t dil, size_t lo, size_t hi,
+                          size_t stride)
+{
+    size_t ow;
+    const EK_T w0 = w[0], w1 = w[1], w2 = w[2];
+    const EK_T *x0 = xs, *x1 = xs + dil, *x2 = xs + 2 * dil;
+    if (kw_count == 3 && stride == 1) {
+        for (ow = lo; ow < hi; ++ow) y[ow] += w0 * x0[ow] + w1 * x1[ow] + w2 * x2[ow];
+    } else if (kw_count == 3) { /* stride 2 */
+        for (ow = lo; ow < hi; ++ow) y[ow] += w0 * x0[2 * ow] + w1 * x1[2 * ow] + w2 * x2[2 * ow];
+    } else {
+        const EK_T w3 = w[3], w4 = w[4];
+        const EK_T *x3 = xs + 3 * dil, *x4 = xs + 4 * dil;
+        if (stride == 1)
+            for (ow = lo; ow < hi; ++ow) y[ow] += w0 * x0[ow] + w1 * x1[ow] + w2 * x2[ow] + w3 * x3[ow] + w4 * x4[ow];
+        else
+            for (ow = lo; ow < hi; ++ow)
+                y[ow] += w0 * x0[2 * ow] + w1 * x1[2 * ow] + w2 * x2[2 * ow] + w3 * x3[2 * ow] + w4 * x4[2 * ow];
+    }
+}
+
 /* one output channel of a depthwise convolution: y (out plane) from x (one input plane), w (k).
  * Row by row: an output row stays in L1 while every tap of the kernel adds into it. */
 static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y)
@@ -145,8 +168,15 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
     size_t od, oh, ow, kd, kh, kw;
     size_t lo[16], hi[16]; /* each tap column's output range, the same for every row: found once, not per row
                             * (its divisions cost more than a 7-wide row's multiply-adds) */
+    size_t in_lo = 0, in_hi = 0; /* outputs whose KW taps are all inside the row, for dw_row (KW 3 or 5, stride 1 or 2) */
+    const int by_rows = (KW == 3 || KW == 5) && (SW == 1 || SW == 2);
     for (kw = 0; kw < KW && kw < 16; ++kw)
         ek_conv_range(OW, IW, SW, (ptrdiff_t)(kw * d->dil[2]) - d->pad[2], &lo[kw], &hi[kw]);
+    if (by_rows) {
+        in_lo = lo[0] > lo[KW - 1] ? lo[0] : lo[KW - 1];
+        in_hi = hi[0] < hi[KW - 1] ? hi[0] : hi[KW - 1];
+        if (in_hi < in_lo + 32) in_hi = in_lo; /* short rows: the extra calls cost more than the stores they save */
+    }
     for (od = 0; od < OD; ++od) {
         for (oh = 0; oh < OH; ++oh) {
             EK_T *yr = y + (od * OH + oh) * OW;
@@ -159,14 +189,22 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
                     const EK_T *xr;
                     if (ih < 0 || ih >= (ptrdiff_t)IH) continue;
                     xr = x + ((size_t)id * IH + (size_t)ih) * IW;
+                    if (by_rows && in_hi > in_lo)
+                        EK_FN(dw_row)(yr, xr - d->pad[2], w + (kd * KH + kh) * KW, KW, d->dil[2], in_lo, in_hi, SW);
                     for (kw = 0; kw < KW; ++kw) {
                         const ptrdiff_t offw = (ptrdiff_t)(kw * d->dil[2]) - d->pad[2];
+                        const EK_T wv = w[(kd * KH + kh) * KW + kw];
                         size_t wlo, whi;
                         if (kw < 16)
                             wlo = lo[kw], whi = hi[kw];
                         else
                             ek_conv_range(OW, IW, SW, offw, &wlo, &whi);
-                        EK_FN(dw_tap)(yr, xr, w[(kd * KH + kh) * KW + kw], wlo, whi, SW, offw);
+                        if (by_rows && in_hi > in_lo) { /* dw_row did [in_lo, in_hi): the edges tap by tap */
+                            EK_FN(dw_tap)(yr, xr, wv, wlo, whi < in_lo ? whi : in_lo, SW, offw);
+                            EK_FN(dw_tap)(yr, xr, wv, wlo > in_hi ? wlo : in_hi, whi, SW, offw);
+                        } else {
+                            EK_FN(dw_tap)(yr, xr, wv, wlo, whi, SW, offw);
+                        }
                     }
                 }
             }
