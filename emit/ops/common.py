@@ -125,3 +125,25 @@ def elementwise(out: Buffer, operands: list[tuple[str, Buffer]], expr: str, out_
 
 def normalize_axis(axis: int, rank: int) -> int:
     return axis + rank if axis < 0 else axis
+
+
+SUM_LANES = 16  # partial sums: one AVX-512 vector, four 16-byte ones
+
+
+def sum_loop(acc: str, ctype: str, n: int, term: str, var: str = "j") -> str:
+    """C adding `term` (an expression of `var`) for var < n into the existing variable `acc`. Long sums keep
+    SUM_LANES independent partial sums, which the compiler holds in vector lanes: one running sum is a
+    dependency chain it may not reorder without -ffast-math. (The order differs from a left-to-right sum, as any
+    vectorised runtime's does.)"""
+    if n < 2 * SUM_LANES:
+        return f"for (size_t {var} = 0; {var} < {n}; ++{var}) {acc} += {term};"
+    lanes, tail = SUM_LANES, n % SUM_LANES
+    return "\n".join([
+        "{",
+        f"    {ctype} part[{lanes}] = {{ 0 }};",
+        f"    for (size_t b_ = 0; b_ < {n - tail}; b_ += {lanes})",
+        f"        for (size_t l_ = 0; l_ < {lanes}; ++l_) {{ const size_t {var} = b_ + l_; part[l_] += {term}; }}",
+        f"    for (size_t {var} = {n - tail}; {var} < {n}; ++{var}) part[0] += {term};",
+        f"    for (size_t l_ = 0; l_ < {lanes}; ++l_) {acc} += part[l_];",
+        "}",
+    ])

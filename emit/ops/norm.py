@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Buffer
-from .common import broadcast_strides, is_float, literal, math_fn, normalize_axis, strides
+from .common import broadcast_strides, is_float, literal, math_fn, normalize_axis, strides, sum_loop
 from .reduce import axis_groups, loops
 from .registry import Lowering, op
 
@@ -87,7 +87,17 @@ def lower_softmax(ctx: Lowering) -> None:
             f"    for (size_t j = 1; j < {n}; ++j) if (xr[{j}] > mx) mx = xr[{j}];",
             f"    {t} sum = 0;",
         ]
-        if kind == "Softmax":
+        if kind == "Softmax" and t == "float" and inner == 1 and n >= 16:
+            # contiguous float rows: the vectorised e^x of gemm.c and a lane-parallel sum, not a libm call per element
+            ctx.kernel("gemm")
+            body += [
+                f"    for (size_t j = 0; j < {n}; ++j) yr[j] = xr[j] - mx;",
+                f"    ek_sexp(yr, yr, {n});",
+                _indent(sum_loop("sum", t, n, "yr[j]")),
+                "    const float inv = 1.0f / sum;",
+                f"    for (size_t j = 0; j < {n}; ++j) yr[j] *= inv;",
+            ]
+        elif kind == "Softmax":
             body += [
                 f"    for (size_t j = 0; j < {n}; ++j) {{ const {t} e = {exp}(xr[{j}] - mx); yr[{j}] = e; sum += e; }}",
                 f"    const {t} inv = {literal(1, t_dt(x))} / sum;",
@@ -100,6 +110,10 @@ def lower_softmax(ctx: Lowering) -> None:
                 f"    for (size_t j = 0; j < {n}; ++j) yr[{j}] = xr[{j}] - shift;",
             ]
     ctx.emit(_row_head(outer, n, inner) + "\n".join(body) + "\n}")
+
+
+def _indent(code: str) -> str:
+    return "\n".join("    " + ln for ln in code.splitlines())
 
 
 def t_dt(buf: Buffer) -> np.dtype:
@@ -167,16 +181,16 @@ def lower_layer_norm(ctx: Lowering) -> None:
     if rms:
         lines += [
             f"    {u} ss = 0;",
-            f"    for (size_t j = 0; j < {n}; ++j) ss += ({u})xr[j] * ({u})xr[j];",
+            _indent(sum_loop("ss", u, n, f"({u})xr[j] * ({u})xr[j]")),
             f"    const {u} inv = {literal(1, udt)} / {sqrt}(ss / {literal(n, udt)} + {eps});",
             f"    for (size_t j = 0; j < {n}; ++j) {{ const {u} xd = ({u})xr[j]; yr[j] = ({t})({affine}); }}",
         ]
     else:
         lines += [
             f"    {u} mean = 0, var = 0;",
-            f"    for (size_t j = 0; j < {n}; ++j) mean += ({u})xr[j];",
+            _indent(sum_loop("mean", u, n, f"({u})xr[j]")),
             f"    mean /= {literal(n, udt)};",
-            f"    for (size_t j = 0; j < {n}; ++j) {{ const {u} d = ({u})xr[j] - mean; var += d * d; }}",
+            _indent(sum_loop("var", u, n, f"(({u})xr[j] - mean) * (({u})xr[j] - mean)")),
             f"    var /= {literal(n, udt)};",
             f"    const {u} inv = {literal(1, udt)} / {sqrt}(var + {eps});",
             f"    for (size_t j = 0; j < {n}; ++j) {{ const {u} xd = ({u})xr[j] - mean; yr[j] = ({t})({affine}); }}",
@@ -211,9 +225,9 @@ def _group_norm_code(
             f"    const {t} *xr = {ctx.ptr(x)} + (a*{groups} + g)*{n};",
             f"    {t} *yr = {ctx.ptr(y)} + (a*{groups} + g)*{n};",
             f"    {u} mean = 0, var = 0;",
-            f"    for (size_t j = 0; j < {n}; ++j) mean += ({u})xr[j];",
+            _indent(sum_loop("mean", u, n, f"({u})xr[j]")),
             f"    mean /= {literal(n, udt)};",
-            f"    for (size_t j = 0; j < {n}; ++j) {{ const {u} d = ({u})xr[j] - mean; var += d * d; }}",
+            _indent(sum_loop("var", u, n, f"(({u})xr[j] - mean) * (({u})xr[j] - mean)")),
             f"    var /= {literal(n, udt)};",
             f"    const {u} inv = {literal(1, udt)} / {sqrt}(var + {literal(eps, udt)});",
             f"    for (size_t cc = 0; cc < {cg}; ++cc) {{",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import is_float, literal, math_fn, strides
+from .common import is_float, literal, math_fn, strides, sum_loop
 from .registry import Lowering, op
 
 MAX_DTYPES = ("float32", "float64", "int8", "uint8")
@@ -177,7 +177,7 @@ def _global(ctx: Lowering, kind: str) -> None:
     if kind == "max":
         body = f"{ct} m = xr[0];\nfor (size_t i = 1; i < {inner}; ++i) if (xr[i] > m) m = xr[i];\n{py}[nc] = m;"
     elif kind == "avg":
-        body = f"{ct} s = 0;\nfor (size_t i = 0; i < {inner}; ++i) s += xr[i];\n{py}[nc] = s / {literal(inner, dt)};"
+        body = f"{ct} s = 0;\n{sum_loop('s', ct, inner, 'xr[i]', 'i')}\n{py}[nc] = s / {literal(inner, dt)};"
     else:
         fabs, pw = math_fn("fabs", dt), math_fn("pow", dt)
         term = "xr[i] * xr[i]" if p == 2 else (f"{fabs}(xr[i])" if p == 1 else f"{pw}({fabs}(xr[i]), {literal(p, dt)})")
