@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,24 @@ class NativeFunction:
         self._load = getattr(ext.lib, info["functions"]["load_weights"]) if "load_weights" in info["functions"] else None
         self._blob: np.ndarray | None = None  # the loaded model.weights: C reads float32 tensors from it in place
         self._arena_bytes = int(info["arena_bytes"])
+        # per-call work done once: dtypes, cffi types, string flags; and an arena reused by calls that do not overlap
+        self._init_specs()
+        self._in_types = [f"{_CFFI_TYPES[s.dtype]}[]" for s in self.inputs]
+        self._out_types = [f"{_CFFI_TYPES[s.dtype]}[]" for s in self.outputs]
+        self._out_strings = [is_string(s.dtype) for s in self.outputs]
+        self._out_dtypes = [STRING_DTYPE if st else np.dtype(s.dtype) for s, st in zip(self.outputs, self._out_strings)]
+        self._arena_lock = threading.Lock()
+        self._arena_ptr = self._new_arena()
+
+    def _init_specs(self) -> None:
+        self._in_dtypes = [np.dtype(STRING_DTYPE if is_string(s.dtype) else s.dtype) for s in self.inputs]
+        self._in_strings = [is_string(s.dtype) for s in self.inputs]
+        self._names = [s.name for s in self.inputs]
+
+    def _new_arena(self):
+        arena = np.empty(self._arena_bytes + 16, dtype=np.uint8)
+        start = (-arena.ctypes.data) % 16
+        return self._ffi.from_buffer("uint8_t[]", arena[start:])  # keeps the array alive
 
     def load_weights(self, weights: str | Path | bytes) -> None:
         """Swap in another model.weights (a path or its bytes) of the same model; EmitError naming the problem."""
@@ -82,8 +101,11 @@ class NativeFunction:
             raise EmitError(f"{what}: {WEIGHTS_ERRORS.get(rc, f'error {rc}')}")
         self._blob = buf
 
-    def _check(self, spec: TensorSpec, value: Any) -> np.ndarray:
-        if is_string(spec.dtype):
+    def _check(self, spec: TensorSpec, value: Any, k: int) -> np.ndarray:
+        if type(value) is np.ndarray and value.dtype == self._in_dtypes[k] and value.shape == spec.shape \
+                and value.flags.c_contiguous and not self._in_strings[k]:
+            return value  # the common case, checked in one line
+        if self._in_strings[k]:
             arr = np.asarray(value, dtype=object)
             if any(not isinstance(v, (str, bytes)) for v in arr.ravel()):
                 raise ValueError(f"input '{spec.name}': expected strings (str or bytes), got {np.asarray(value).dtype}")
@@ -104,19 +126,25 @@ class NativeFunction:
         return np.ascontiguousarray(arr)
 
     def bind(self, args: tuple, kwargs: dict) -> list[np.ndarray]:
-        feeds = bind_feeds([s.name for s in self.inputs], args, kwargs)
-        return [self._check(s, feeds[s.name]) for s in self.inputs]
+        if not kwargs and len(args) == len(self._names) and not (len(args) == 1 and isinstance(args[0], dict)):
+            return [self._check(s, v, k) for k, (s, v) in enumerate(zip(self.inputs, args))]  # positional, in order
+        feeds = bind_feeds(self._names, args, kwargs)
+        return [self._check(s, feeds[s.name], k) for k, s in enumerate(self.inputs)]
 
     def run(self, *args, **kwargs) -> dict[str, np.ndarray]:
         arrays = self.bind(args, kwargs)
-        outs = [np.zeros(s.shape, STRING_DTYPE) if is_string(s.dtype) else np.empty(s.shape, dtype=s.dtype) for s in self.outputs]
-        arena = np.empty(self._arena_bytes + 16, dtype=np.uint8)
-        start = (-arena.ctypes.data) % 16
+        outs = [np.zeros(s.shape, dt) if st else np.empty(s.shape, dt)
+                for s, dt, st in zip(self.outputs, self._out_dtypes, self._out_strings)]
         ffi = self._ffi
-        ptrs = [ffi.from_buffer("uint8_t[]", arena[start:])]
-        ptrs += [ffi.from_buffer(f"{_CFFI_TYPES[s.dtype]}[]", a) for s, a in zip(self.inputs, arrays)]
-        ptrs += [ffi.from_buffer(f"{_CFFI_TYPES[s.dtype]}[]", o, require_writable=True) for s, o in zip(self.outputs, outs)]
-        rc = self._fn(*ptrs)
+        ptrs = [ffi.from_buffer(t, a) for t, a in zip(self._in_types, arrays)]
+        ptrs += [ffi.from_buffer(t, o, require_writable=True) for t, o in zip(self._out_types, outs)]
+        if self._arena_lock.acquire(blocking=False):  # the cached arena, unless another thread's call is using it
+            try:
+                rc = self._fn(self._arena_ptr, *ptrs)
+            finally:
+                self._arena_lock.release()
+        else:
+            rc = self._fn(self._new_arena(), *ptrs)
         if rc in WEIGHTS_ERRORS:
             raise RuntimeError(WEIGHTS_ERRORS[rc])
         if rc == CUSTOM_OP_FAILED:
@@ -126,7 +154,7 @@ class NativeFunction:
                 f"model returned error code {rc}: an input value was out of range "
                 "(an index past a table's end, a runtime shape that disagrees with the compiled one, or a string too long for its slot)"
             )
-        return {s.name: _decoded(o) if is_string(s.dtype) else o for s, o in zip(self.outputs, outs)}
+        return {s.name: _decoded(o) if st else o for s, o, st in zip(self.outputs, outs, self._out_strings)}
 
     __call__ = run
 
@@ -168,6 +196,7 @@ class WasmModel(NativeFunction):
         self.info = info
         self.inputs = [TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in info["inputs"]]
         self.outputs = [TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in info["outputs"]]
+        self._init_specs()
         try:
             self._instance = wasm_runner.open_instance(self.folder, backend="wasmtime", weights=weights)[1]
         except ImportError as exc:

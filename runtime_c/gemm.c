@@ -346,11 +346,34 @@ static void EK_FN(gemm_rows)(size_t M, size_t N, size_t K, EK_T alpha, const EK_
         const EK_T *a = A + i * ars;
         EK_T *c = C + i * ldc;
         if (!transB) {
-            for (j = 0; j < N; ++j) c[j] = 0;
-            for (k = 0; k < K; ++k) {
+            size_t j0 = 0;
+#if EK_VEC
+            /* 4 vectors of the row held in registers over all of K: B streams through once, C is stored once */
+            for (; j0 + 4 * EK_VL <= N; j0 += 4 * EK_VL) {
+                EK_V c0 = EK_VZERO, c1 = EK_VZERO, c2 = EK_VZERO, c3 = EK_VZERO, bv;
+                for (k = 0; k < K; ++k) {
+                    const EK_T ak = a[k * acs];
+                    const EK_T *b = B + k * ldb + j0;
+                    memcpy(&bv, b, sizeof bv);
+                    c0 += bv * ak;
+                    memcpy(&bv, b + EK_VL, sizeof bv);
+                    c1 += bv * ak;
+                    memcpy(&bv, b + 2 * EK_VL, sizeof bv);
+                    c2 += bv * ak;
+                    memcpy(&bv, b + 3 * EK_VL, sizeof bv);
+                    c3 += bv * ak;
+                }
+                memcpy(c + j0, &c0, sizeof c0);
+                memcpy(c + j0 + EK_VL, &c1, sizeof c1);
+                memcpy(c + j0 + 2 * EK_VL, &c2, sizeof c2);
+                memcpy(c + j0 + 3 * EK_VL, &c3, sizeof c3);
+            }
+#endif
+            for (j = j0; j < N; ++j) c[j] = 0;
+            for (k = 0; k < K && j0 < N; ++k) { /* the columns left: row updates */
                 const EK_T ak = a[k * acs];
                 const EK_T *b = B + k * ldb;
-                j = 0;
+                j = j0;
 #if EK_VEC
                 for (; j + EK_VL <= N; j += EK_VL) {
                     EK_V cv, bv;
@@ -363,7 +386,35 @@ static void EK_FN(gemm_rows)(size_t M, size_t N, size_t K, EK_T alpha, const EK_
                 for (; j < N; ++j) c[j] += ak * b[j];
             }
         } else {
-            for (j = 0; j < N; ++j) {
+            j = 0;
+#if EK_VEC
+            /* 4 dot products at once: each vector of the A row is loaded once for 4 rows of B^T */
+            for (; acs == 1 && j + 4 <= N; j += 4) {
+                const EK_T *b0 = B + j * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+                EK_V s0 = EK_VZERO, s1 = EK_VZERO, s2 = EK_VZERO, s3 = EK_VZERO, av, bv;
+                EK_T part[4][EK_VL], t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+                size_t l;
+                for (k = 0; k + EK_VL <= K; k += EK_VL) {
+                    memcpy(&av, a + k, sizeof av);
+                    memcpy(&bv, b0 + k, sizeof bv);
+                    s0 += av * bv;
+                    memcpy(&bv, b1 + k, sizeof bv);
+                    s1 += av * bv;
+                    memcpy(&bv, b2 + k, sizeof bv);
+                    s2 += av * bv;
+                    memcpy(&bv, b3 + k, sizeof bv);
+                    s3 += av * bv;
+                }
+                memcpy(part[0], &s0, sizeof s0);
+                memcpy(part[1], &s1, sizeof s1);
+                memcpy(part[2], &s2, sizeof s2);
+                memcpy(part[3], &s3, sizeof s3);
+                for (l = 0; l < EK_VL; ++l) t0 += part[0][l], t1 += part[1][l], t2 += part[2][l], t3 += part[3][l];
+                for (; k < K; ++k) t0 += a[k] * b0[k], t1 += a[k] * b1[k], t2 += a[k] * b2[k], t3 += a[k] * b3[k];
+                c[j] = t0, c[j + 1] = t1, c[j + 2] = t2, c[j + 3] = t3;
+            }
+#endif
+            for (; j < N; ++j) {
                 const EK_T *b = B + j * ldb;
                 EK_T s = 0;
                 k = 0;

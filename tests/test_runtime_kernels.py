@@ -234,6 +234,16 @@ def test_sgemm_few_columns_native(rt_native, n):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("m", [1, 3, 7])
+def test_sgemm_few_rows_native(rt_native, m):
+    """Fewer rows than a register block (matrix-vector products): chunks of the row in registers over all of K, the
+    columns left by row updates."""
+    for n, k in ((150, 70), (64, 1), (200, 513), (7, 33)):
+        for tb in (False, True):
+            got, ref = _gemm(rt_native, np.float32, m, n, k, False, tb, bias_shape=(n,), beta=1.0, act="relu")
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+
+
 def test_dgemm_silu_epilogue(rt):
     got, ref = _gemm(rt, np.float64, 9, 11, 7, False, True, bias_shape=(11,), beta=1.0, act="silu")
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
