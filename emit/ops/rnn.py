@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import c_type
-from .common import literal, math_fn
+from .common import literal, math_fn, sum_loop
 from .registry import Lowering, op
 
 N_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
@@ -186,8 +186,8 @@ def lower_recurrent(ctx: Lowering) -> None:
         code.append(f"const {T_} *wr = {wp} + {_index([(str(d * G * H * n_in), 1), ('g', n_in)])};")
         code.append(f"const {T_} *rr = {rp} + {_index([(str(d * G * H * H), 1), ('g', H)])};")
         code.append(f"{T_} acc = {bias};")
-        code.append(f"for (size_t k = 0; k < {n_in}; ++k) acc += wr[k] * xt[k];")
-        code.append(f"for (size_t k = 0; k < {H}; ++k) acc += rr[k] * h[k];")
+        code.append(sum_loop("acc", T_, n_in, "wr[k] * xt[k]", "k"))  # lane-parallel: these dots are the RNN's time
+        code.append(sum_loop("acc", T_, H, "rr[k] * h[k]", "k"))
         code.append("gates[g] = acc;")
         code.append("}")
         if kind == "RNN":
@@ -241,13 +241,13 @@ def _gru_step(ctx: Lowering, d: int, H: int, n_in: int, dt, act, clipped, has_b:
     code.append(f"for (size_t j = 0; j < {H}; ++j) {{")
     code.append(f"const {T_} *wr = {wp} + {d * G * H * n_in + 2 * H * n_in} + j*{n_in};")
     code.append(f"{T_} acc = {wb};")
-    code.append(f"for (size_t k = 0; k < {n_in}; ++k) acc += wr[k] * xt[k];")
+    code.append(sum_loop("acc", T_, n_in, "wr[k] * xt[k]", "k"))
     if lbr:
         code.append(f"acc += gates[{H} + j] * aux[j];")
     else:
         code.append(f"const {T_} *rr = {rp} + {d * G * H * H + 2 * H * H} + j*{H};")
         code.append(f"acc += {rb};")
-        code.append(f"for (size_t k = 0; k < {H}; ++k) acc += rr[k] * aux[k];")
+        code.append(sum_loop("acc", T_, H, "rr[k] * aux[k]", "k"))
     code.append(f"gates[{2 * H} + j] = acc;")
     code.append("}")
     code.append(f"for (size_t j = 0; j < {H}; ++j) {{")
