@@ -28,6 +28,13 @@
 void ek_sgemm(size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, int transA,
               const float *B, size_t ldb, int transB, float beta, const float *bias, size_t bias_rs,
               size_t bias_cs, float *C, size_t ldc, int act, float act_a, float act_b);
+/* ek_sgemm with B stored as int8 and dequantised as it is packed: op(B)[k][j] = B * bscale[k * bscale_ks +
+ * j * bscale_ns] (0, 1: one scale per column; 1, 0: per k; 0, 0: one), so a weight-only int8 model reads its
+ * weights at one byte each instead of widening them to float32 every run. */
+void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, int transA, const int8_t *B,
+                 size_t ldb, int transB, const float *bscale, size_t bscale_ks, size_t bscale_ns, float beta,
+                 const float *bias, size_t bias_rs, size_t bias_cs, float *C, size_t ldc, int act, float act_a,
+                 float act_b);
 /* ek_sgemm for double. */
 void ek_dgemm(size_t M, size_t N, size_t K, double alpha, const double *A, size_t lda, int transA,
               const double *B, size_t ldb, int transB, double beta, const double *bias, size_t bias_rs,

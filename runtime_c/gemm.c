@@ -147,7 +147,9 @@ void ek_ssilu(const float *x, float *y, size_t n)
 #if defined(EK_THREADS) && EK_THREADS > 1
 #define EK_PARALLEL ek_sgemm_parallel /* --threads N: threads.c splits big float GEMMs across its pool */
 #endif
+#define EK_Q8 1 /* float only: ek_sgemm_q8, B as int8 and scales */
 #include "gemm.c"
+#undef EK_Q8
 #undef EK_PARALLEL
 #undef EK_V
 #undef EK_VL
@@ -556,6 +558,65 @@ void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t
         }
     }
 }
+
+#ifdef EK_Q8
+/* bp = the panel of op(B) dequantised: (float)B * scale[k * sks + j * sns] (per output column, per k, or one) */
+static void ek_spack_b_q8(float *bp, const int8_t *B, size_t ldb, int transB, const float *scale, size_t sks,
+                          size_t sns, size_t k0, size_t kc, size_t j0, size_t nr)
+{
+    size_t k, j;
+    for (k = 0; k < kc; ++k) {
+        float *dst = bp + k * EK_NR;
+        const float *sk = scale + (k0 + k) * sks + j0 * sns;
+        if (!transB) {
+            const int8_t *src = B + (k0 + k) * ldb + j0;
+            if (sns == 1)
+                for (j = 0; j < nr; ++j) dst[j] = (float)src[j] * sk[j];
+            else
+                for (j = 0; j < nr; ++j) dst[j] = (float)src[j] * sk[0];
+        } else {
+            for (j = 0; j < nr; ++j) dst[j] = (float)B[(j0 + j) * ldb + k0 + k] * sk[j * sns];
+        }
+        for (j = nr; j < EK_NR; ++j) dst[j] = 0;
+    }
+}
+
+void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, int transA, const int8_t *B,
+                 size_t ldb, int transB, const float *bscale, size_t bscale_ks, size_t bscale_ns, float beta,
+                 const float *bias, size_t bias_rs, size_t bias_cs, float *C, size_t ldc, int act, float act_a,
+                 float act_b)
+{
+    float bp[EK_KC * EK_NR];
+    const float *rows[EK_MR];
+    const size_t ars = transA ? 1 : lda, acs = transA ? lda : 1;
+    size_t k0, i0, i1, j0, i;
+    if (M == 0 || N == 0) return;
+    if (K == 0) { /* no products: ek_sgemm's epilogue alone (it reads neither A nor B) */
+        ek_sgemm(M, N, 0, alpha, A, lda, transA, NULL, 0, 0, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
+        return;
+    }
+    /* the packed loop for every shape (fewer rows than a block just leave some unstored): each int8 element is
+     * read and scaled once per call, where a dequantised copy would be written and read back at 4 bytes each */
+    for (k0 = 0; k0 < K; k0 += EK_KC) {
+        const size_t kc = K - k0 < EK_KC ? K - k0 : EK_KC;
+        const int first = k0 == 0, last = k0 + kc == K;
+        for (i0 = 0; i0 < M; i0 += EK_MC) {
+            const size_t i0end = M - i0 < EK_MC ? M : i0 + EK_MC;
+            for (j0 = 0; j0 < N; j0 += EK_NR) {
+                const size_t nr = N - j0 < EK_NR ? N - j0 : EK_NR;
+                ek_spack_b_q8(bp, B, ldb, transB, bscale, bscale_ks, bscale_ns, k0, kc, j0, nr);
+                for (i1 = i0; i1 < i0end; i1 += EK_MR) {
+                    const size_t mr = i0end - i1 < EK_MR ? i0end - i1 : EK_MR;
+                    for (i = 0; i < EK_MR; ++i)
+                        rows[i] = A + (i < mr ? i1 + i : i1 + mr - 1) * ars + k0 * acs;
+                    ek_sblock(kc, rows, acs, bp, C + i1 * ldc + j0, ldc, mr, nr, first, last, alpha, beta,
+                              bias ? bias + i1 * bias_rs + j0 * bias_cs : bias, bias_rs, bias_cs, act, act_a, act_b);
+                }
+            }
+        }
+    }
+}
+#endif
 
 #undef EK_MC
 #undef EK_VZERO

@@ -244,6 +244,29 @@ def test_sgemm_few_rows_native(rt_native, m):
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("scale_kind", ["column", "row", "one"])
+@pytest.mark.parametrize("tb", [False, True])
+def test_sgemm_q8_dequantises_as_it_packs(rt, rt_native, scale_kind, tb):
+    """ek_sgemm_q8: B int8 with scales is exactly the float32 GEMM of (float)B * scale."""
+    rng = np.random.default_rng(5)
+    for lib in (rt, rt_native):
+        for m, n, k in ((1, 40, 33), (13, 70, 300), (9, 3, 5)):
+            q = rng.integers(-127, 128, size=(n, k) if tb else (k, n)).astype(np.int8)
+            scale = {"column": rng.random(n), "row": rng.random(k), "one": rng.random(1)}[scale_kind].astype(np.float32)
+            ks, ns = {"column": (0, 1), "row": (1, 0), "one": (0, 0)}[scale_kind]
+            bf = (q.T if tb else q).astype(np.float32) * (scale.reshape(-1, 1) if scale_kind == "row" else scale.reshape(1, -1))
+            a = rng.standard_normal((m, k)).astype(np.float32)
+            bias = rng.standard_normal(n).astype(np.float32)
+            c = np.full((m, n), np.nan, np.float32)
+            ffi = lib.ffi
+            lib.lib.ek_sgemm_q8(m, n, k, 1.0, ffi.from_buffer("float[]", a), k, 0, ffi.from_buffer("int8_t[]", q), k if tb else n,
+                                int(tb), ffi.from_buffer("float[]", scale), ks, ns, 1.0, ffi.from_buffer("float[]", bias), 0, 1,
+                                ffi.from_buffer("float[]", c), n, 1, 0.0, 0.0)
+            ref = np.maximum(a.astype(np.float64) @ bf + bias, 0)
+            bound = 1e-5 * (np.abs(a) @ np.abs(bf) + np.abs(bias))  # float32 rounding of the sum's terms
+            assert np.all(np.abs(c - ref) <= bound), float(np.max(np.abs(c - ref) - bound))
+
+
 def test_dgemm_silu_epilogue(rt):
     got, ref = _gemm(rt, np.float64, 9, 11, 7, False, True, bias_shape=(11,), beta=1.0, act="silu")
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)

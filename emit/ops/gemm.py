@@ -105,7 +105,12 @@ def lower_matmul(ctx: Lowering) -> None:
     pa, pb, py = ctx.ptr(a), ctx.ptr(b), ctx.ptr(y)
     vars_ = [f"i{d}" for d in range(len(batch))]
     ao, bo, yo = (_offset(p, index_expr(vars_, st)) for p, st in ((pa, a_st), (pb, b_st), (py, y_st)))
-    if dtype in FLOAT_KERNELS:
+    if "__q8__" in ctx.node.attrs:  # B is an int8 weight with its scales (passes/dequant.py)
+        ctx.kernel("gemm")
+        ks, ns = {None: (0, 0), 0: (1, 0), 1: (0, 1)}[ctx.attr("__q8__")]
+        body = (f"ek_sgemm_q8({m}, {n}, {k}, 1.0f, {ao}, {k}, 0, {bo}, {n}, 0, {ctx.ptr(ctx.input(2))}, {ks}, {ns}, 0.0f, "
+                f"NULL, 0, 0, {yo}, {n}, {act_args(ctx, dtype)});")
+    elif dtype in FLOAT_KERNELS:
         body = gemm_call(ctx, dtype, m, n, k, 1.0, ao, k, False, bo, n, False, 0.0, None, 0, 0, yo, n)
     else:
         if ctx.attr("__act__") is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..ir import Program
-from .dequant import gather_before_dequant
+from .dequant import gather_before_dequant, matmul_reads_int8
 from .fold_bn import fold_batchnorm
 from .fuse_act import fuse_activations
 from .plan_memory import plan_memory
@@ -13,7 +13,7 @@ from .simplify import drop_identities, prune
 from .views import make_views
 from .widen import widen_narrow_floats
 
-GRAPH_PASSES = [widen_narrow_floats, drop_identities, gather_before_dequant, qdq_to_integer, fold_batchnorm, fuse_activations, prune, make_views, sink_constant_work]
+GRAPH_PASSES = [widen_narrow_floats, drop_identities, gather_before_dequant, matmul_reads_int8, qdq_to_integer, fold_batchnorm, fuse_activations, prune, make_views, sink_constant_work]
 
 
 def optimize(prog: Program) -> Program:
