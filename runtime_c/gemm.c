@@ -446,6 +446,72 @@ static void EK_FN(gemm_rows)(size_t M, size_t N, size_t K, EK_T alpha, const EK_
     }
 }
 
+/* where B comes from: float (B), or, in the float build, int8 (Bq) scaled by scale[k * sks + j * sns] */
+typedef struct {
+    const EK_T *B;
+    const int8_t *Bq;
+    const EK_T *scale;
+    size_t ldb, sks, sns;
+    int transB;
+} EK_FN(bsrc);
+
+#ifdef EK_Q8
+/* bp = the panel of op(B) dequantised: (float)Bq * scale (per output column, per k, or one) */
+static void ek_spack_b_q8(float *bp, const ek_sbsrc *s, size_t k0, size_t kc, size_t j0, size_t nr)
+{
+    size_t k, j;
+    for (k = 0; k < kc; ++k) {
+        float *dst = bp + k * EK_NR;
+        const float *sk = s->scale + (k0 + k) * s->sks + j0 * s->sns;
+        if (!s->transB) {
+            const int8_t *src = s->Bq + (k0 + k) * s->ldb + j0;
+            if (s->sns == 1)
+                for (j = 0; j < nr; ++j) dst[j] = (float)src[j] * sk[j];
+            else
+                for (j = 0; j < nr; ++j) dst[j] = (float)src[j] * sk[0];
+        } else {
+            for (j = 0; j < nr; ++j) dst[j] = (float)s->Bq[(j0 + j) * s->ldb + k0 + k] * sk[j * s->sns];
+        }
+        for (j = nr; j < EK_NR; ++j) dst[j] = 0;
+    }
+}
+#endif
+
+/* C = act(alpha A op(B) + beta bias) in blocks: K blocks, then up to EK_MC rows of A, then NR-column panels of B,
+ * each packed once and used by all those rows (rows past the end repeat the last one and are not stored) */
+static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t ars, size_t acs,
+                          const EK_FN(bsrc) *src, EK_T beta, const EK_T *bias, size_t bias_rs, size_t bias_cs, EK_T *C,
+                          size_t ldc, int act, EK_T act_a, EK_T act_b)
+{
+    EK_T bp[EK_KC * EK_NR];
+    const EK_T *rows[EK_MR];
+    size_t k0, i0, i1, j0, i;
+    for (k0 = 0; k0 < K; k0 += EK_KC) {
+        const size_t kc = K - k0 < EK_KC ? K - k0 : EK_KC;
+        const int first = k0 == 0, last = k0 + kc == K;
+        for (i0 = 0; i0 < M; i0 += EK_MC) {
+            const size_t i0end = M - i0 < EK_MC ? M : i0 + EK_MC;
+            for (j0 = 0; j0 < N; j0 += EK_NR) {
+                const size_t nr = N - j0 < EK_NR ? N - j0 : EK_NR;
+#ifdef EK_Q8
+                if (src->Bq)
+                    ek_spack_b_q8(bp, src, k0, kc, j0, nr);
+                else
+#endif
+                    EK_FN(pack_b)(bp, src->B, src->ldb, src->transB, k0, kc, j0, nr);
+                for (i1 = i0; i1 < i0end; i1 += EK_MR) {
+                    const size_t mr = i0end - i1 < EK_MR ? i0end - i1 : EK_MR;
+                    for (i = 0; i < EK_MR; ++i)
+                        rows[i] = A + (i < mr ? i1 + i : i1 + mr - 1) * ars + k0 * acs;
+                    EK_FN(block)(kc, rows, acs, bp, C + i1 * ldc + j0, ldc, mr, nr, first, last, alpha, beta,
+                                 bias ? bias + i1 * bias_rs + j0 * bias_cs : bias, bias_rs, bias_cs, act, act_a,
+                                 act_b);
+                }
+            }
+        }
+    }
+}
+
 #if EK_VEC
 /* out[i][j] = dot(a[i], b[j]) over k < kc, for 4 rows of A and 4 rows of B^T, all contiguous in k: 16 vector
  * accumulators, so a product with a few columns (a 1-D conv over a few positions) runs at vector speed */
@@ -506,10 +572,9 @@ void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t
                  size_t ldb, int transB, EK_T beta, const EK_T *bias, size_t bias_rs, size_t bias_cs, EK_T *C,
                  size_t ldc, int act, EK_T act_a, EK_T act_b)
 {
-    EK_T bp[EK_KC * EK_NR];
-    const EK_T *rows[EK_MR];
+    EK_FN(bsrc) src = { 0, 0, 0, 0, 0, 0, 0 };
     const size_t ars = transA ? 1 : lda, acs = transA ? lda : 1;
-    size_t k0, i0, i1, j0, i;
+    size_t i;
 
     if (M == 0 || N == 0) return;
 #ifdef EK_PARALLEL
@@ -538,58 +603,18 @@ void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t
                          act_a, act_b);
         return;
     }
-    for (k0 = 0; k0 < K; k0 += EK_KC) {
-        const size_t kc = K - k0 < EK_KC ? K - k0 : EK_KC;
-        const int first = k0 == 0, last = k0 + kc == K;
-        for (i0 = 0; i0 < M; i0 += EK_MC) {
-            const size_t i0end = M - i0 < EK_MC ? M : i0 + EK_MC;
-            for (j0 = 0; j0 < N; j0 += EK_NR) {
-                const size_t nr = N - j0 < EK_NR ? N - j0 : EK_NR;
-                EK_FN(pack_b)(bp, B, ldb, transB, k0, kc, j0, nr); /* once per panel: all M rows use it */
-                for (i1 = i0; i1 < i0end; i1 += EK_MR) {
-                    const size_t mr = i0end - i1 < EK_MR ? i0end - i1 : EK_MR;
-                    for (i = 0; i < EK_MR; ++i) /* rows past the end repeat the last one and are not stored */
-                        rows[i] = A + (i < mr ? i1 + i : i1 + mr - 1) * ars + k0 * acs;
-                    EK_FN(block)(kc, rows, acs, bp, C + i1 * ldc + j0, ldc, mr, nr, first, last, alpha, beta,
-                                 bias ? bias + i1 * bias_rs + j0 * bias_cs : bias, bias_rs, bias_cs, act, act_a,
-                                 act_b);
-                }
-            }
-        }
-    }
+    src.B = B, src.ldb = ldb, src.transB = transB;
+    EK_FN(panels)(M, N, K, alpha, A, ars, acs, &src, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
 }
 
 #ifdef EK_Q8
-/* bp = the panel of op(B) dequantised: (float)B * scale[k * sks + j * sns] (per output column, per k, or one) */
-static void ek_spack_b_q8(float *bp, const int8_t *B, size_t ldb, int transB, const float *scale, size_t sks,
-                          size_t sns, size_t k0, size_t kc, size_t j0, size_t nr)
-{
-    size_t k, j;
-    for (k = 0; k < kc; ++k) {
-        float *dst = bp + k * EK_NR;
-        const float *sk = scale + (k0 + k) * sks + j0 * sns;
-        if (!transB) {
-            const int8_t *src = B + (k0 + k) * ldb + j0;
-            if (sns == 1)
-                for (j = 0; j < nr; ++j) dst[j] = (float)src[j] * sk[j];
-            else
-                for (j = 0; j < nr; ++j) dst[j] = (float)src[j] * sk[0];
-        } else {
-            for (j = 0; j < nr; ++j) dst[j] = (float)B[(j0 + j) * ldb + k0 + k] * sk[j * sns];
-        }
-        for (j = nr; j < EK_NR; ++j) dst[j] = 0;
-    }
-}
-
 void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, int transA, const int8_t *B,
                  size_t ldb, int transB, const float *bscale, size_t bscale_ks, size_t bscale_ns, float beta,
                  const float *bias, size_t bias_rs, size_t bias_cs, float *C, size_t ldc, int act, float act_a,
                  float act_b)
 {
-    float bp[EK_KC * EK_NR];
-    const float *rows[EK_MR];
+    ek_sbsrc src;
     const size_t ars = transA ? 1 : lda, acs = transA ? lda : 1;
-    size_t k0, i0, i1, j0, i;
     if (M == 0 || N == 0) return;
     if (K == 0) { /* no products: ek_sgemm's epilogue alone (it reads neither A nor B) */
         ek_sgemm(M, N, 0, alpha, A, lda, transA, NULL, 0, 0, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
@@ -597,24 +622,9 @@ void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size
     }
     /* the packed loop for every shape (fewer rows than a block just leave some unstored): each int8 element is
      * read and scaled once per call, where a dequantised copy would be written and read back at 4 bytes each */
-    for (k0 = 0; k0 < K; k0 += EK_KC) {
-        const size_t kc = K - k0 < EK_KC ? K - k0 : EK_KC;
-        const int first = k0 == 0, last = k0 + kc == K;
-        for (i0 = 0; i0 < M; i0 += EK_MC) {
-            const size_t i0end = M - i0 < EK_MC ? M : i0 + EK_MC;
-            for (j0 = 0; j0 < N; j0 += EK_NR) {
-                const size_t nr = N - j0 < EK_NR ? N - j0 : EK_NR;
-                ek_spack_b_q8(bp, B, ldb, transB, bscale, bscale_ks, bscale_ns, k0, kc, j0, nr);
-                for (i1 = i0; i1 < i0end; i1 += EK_MR) {
-                    const size_t mr = i0end - i1 < EK_MR ? i0end - i1 : EK_MR;
-                    for (i = 0; i < EK_MR; ++i)
-                        rows[i] = A + (i < mr ? i1 + i : i1 + mr - 1) * ars + k0 * acs;
-                    ek_sblock(kc, rows, acs, bp, C + i1 * ldc + j0, ldc, mr, nr, first, last, alpha, beta,
-                              bias ? bias + i1 * bias_rs + j0 * bias_cs : bias, bias_rs, bias_cs, act, act_a, act_b);
-                }
-            }
-        }
-    }
+    src.B = NULL, src.Bq = B, src.scale = bscale, src.ldb = ldb, src.sks = bscale_ks, src.sns = bscale_ns;
+    src.transB = transB;
+    ek_spanels(M, N, K, alpha, A, ars, acs, &src, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
 }
 #endif
 
