@@ -142,7 +142,11 @@ void ek_ssilu(const float *x, float *y, size_t n)
 #endif
 #endif
 #define EK_MR EK_SMR
-#define EK_NR (2 * EK_SVL) /* two vectors */
+#ifndef EK_SNV
+#define EK_SNV 2 /* vectors per row of a register block */
+#endif
+#define EK_NV EK_SNV
+#define EK_NR (EK_NV * EK_SVL)
 #define EK_KC 128
 #if defined(EK_THREADS) && EK_THREADS > 1
 #define EK_PARALLEL ek_sgemm_parallel /* --threads N: threads.c splits big float GEMMs across its pool */
@@ -157,6 +161,7 @@ void ek_ssilu(const float *x, float *y, size_t n)
 #undef EK_FN
 #undef EK_MR
 #undef EK_NR
+#undef EK_NV
 #undef EK_KC
 
 #define EK_T double
@@ -164,6 +169,7 @@ void ek_ssilu(const float *x, float *y, size_t n)
 #define EK_V ek_dv
 #define EK_VL 2
 #define EK_MR 4
+#define EK_NV 2
 #define EK_NR 4
 #define EK_KC 128
 #include "gemm.c"
@@ -260,31 +266,28 @@ static void EK_FN(pack_b)(EK_T *bp, const EK_T *B, size_t ldb, int transB, size_
 #if EK_VEC
 static void EK_FN(micro)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T acc[EK_MR][EK_NR])
 {
-    /* EK_MR x 2 accumulator vectors held in registers (the constant-trip loops unroll): the loop the whole
-     * GEMM's time goes to. Per k: two vectors of B, one broadcast of A per row, 2 * EK_MR multiply-adds. */
-    EK_V c0[EK_MR], c1[EK_MR];
+    /* EK_MR x EK_NV accumulator vectors held in registers (the constant-trip loops unroll): the loop the whole
+     * GEMM's time goes to. Per k: EK_NV vectors of B, one broadcast of A per row, EK_NV * EK_MR multiply-adds. */
+    EK_V c[EK_MR][EK_NV];
     const EK_T *r[EK_MR];
-    size_t i, k;
+    size_t i, v, k;
     for (i = 0; i < EK_MR; ++i) {
-        const EK_V z = EK_VZERO;
-        c0[i] = z;
-        c1[i] = z;
+        for (v = 0; v < EK_NV; ++v) {
+            const EK_V z = EK_VZERO;
+            c[i][v] = z;
+        }
         r[i] = rows[i];
     }
     for (k = 0; k < kc; ++k) {
-        EK_V b0, b1;
-        memcpy(&b0, bp + k * EK_NR, sizeof b0);
-        memcpy(&b1, bp + k * EK_NR + EK_VL, sizeof b1);
+        EK_V b[EK_NV];
+        for (v = 0; v < EK_NV; ++v) memcpy(&b[v], bp + k * EK_NR + v * EK_VL, sizeof b[v]);
         for (i = 0; i < EK_MR; ++i) {
             const EK_T a = r[i][k * acs];
-            c0[i] += b0 * a;
-            c1[i] += b1 * a;
+            for (v = 0; v < EK_NV; ++v) c[i][v] += b[v] * a;
         }
     }
-    for (i = 0; i < EK_MR; ++i) {
-        memcpy(acc[i], &c0[i], sizeof c0[i]);
-        memcpy(acc[i] + EK_VL, &c1[i], sizeof c1[i]);
-    }
+    for (i = 0; i < EK_MR; ++i)
+        for (v = 0; v < EK_NV; ++v) memcpy(acc[i] + v * EK_VL, &c[i][v], sizeof c[i][v]);
 }
 #else
 static void EK_FN(micro)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T acc[EK_MR][EK_NR])
