@@ -157,6 +157,64 @@ static void EK_FN(dw_row)(EK_T *y, const EK_T *xs, const EK_T *w, size_t kw_coun
     }
 }
 
+#ifndef EK_DW_SMALL /* elements of a zero-padded plane the small-plane path copies to the stack */
+#if defined(__arm__) && !defined(__aarch64__)
+#define EK_DW_SMALL 1024 /* 32-bit Arm (Cortex-M): keep the stack frame at 4 KiB */
+#else
+#define EK_DW_SMALL 4096
+#endif
+#endif
+
+/* A small 2-D plane, square kernel up to 7x7, stride 1 or 2, no dilation: copied once with its zero padding, then
+ * every output is KxK multiply-adds with no bounds checks (tap by tap, the calls and range checks cost more than the
+ * products on 7x7 to 28x28 planes; 3x3 is written out). Returns 0 when the case does not apply. */
+static int EK_FN(dw_small)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y)
+{
+    const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], S = d->stride[2], K = d->k[2];
+    const size_t PH = (OH - 1) * S + K, PW = (OW - 1) * S + K; /* the padded plane the outputs read */
+    EK_T xp[EK_DW_SMALL];
+    size_t r, c, oh, ow, kh, kw;
+    if (d->k[0] != 1 || d->k[1] != K || K > 7 || d->dil[1] != 1 || d->dil[2] != 1 || d->stride[1] != S ||
+        (S != 1 && S != 2) || PH * PW > EK_DW_SMALL || d->pad[0] != 0 || d->pad[1] < 0 || d->pad[2] < 0)
+        return 0;
+    for (r = 0; r < PH; ++r) {
+        const ptrdiff_t ih = (ptrdiff_t)r - d->pad[1];
+        EK_T *row = xp + r * PW;
+        if (ih < 0 || ih >= (ptrdiff_t)IH) {
+            for (c = 0; c < PW; ++c) row[c] = 0;
+            continue;
+        }
+        for (c = 0; c < PW; ++c) {
+            const ptrdiff_t iw = (ptrdiff_t)c - d->pad[2];
+            row[c] = iw >= 0 && iw < (ptrdiff_t)IW ? x[(size_t)ih * IW + (size_t)iw] : 0;
+        }
+    }
+    for (oh = 0; oh < OH; ++oh) {
+        const EK_T *r0 = xp + oh * S * PW, *r1 = r0 + PW, *r2 = r1 + PW;
+        EK_T *yr = y + oh * OW;
+        if (K != 3) {
+            for (ow = 0; ow < OW; ++ow) yr[ow] = b;
+            for (kh = 0; kh < K; ++kh)
+                for (kw = 0; kw < K; ++kw) {
+                    const EK_T wv = w[kh * K + kw], *rr = r0 + kh * PW + kw;
+                    if (S == 1)
+                        for (ow = 0; ow < OW; ++ow) yr[ow] += wv * rr[ow];
+                    else
+                        for (ow = 0; ow < OW; ++ow) yr[ow] += wv * rr[2 * ow];
+                }
+        } else if (S == 1)
+            for (ow = 0; ow < OW; ++ow)
+                yr[ow] = b + w[0] * r0[ow] + w[1] * r0[ow + 1] + w[2] * r0[ow + 2] + w[3] * r1[ow] + w[4] * r1[ow + 1] +
+                         w[5] * r1[ow + 2] + w[6] * r2[ow] + w[7] * r2[ow + 1] + w[8] * r2[ow + 2];
+        else
+            for (ow = 0; ow < OW; ++ow)
+                yr[ow] = b + w[0] * r0[2 * ow] + w[1] * r0[2 * ow + 1] + w[2] * r0[2 * ow + 2] + w[3] * r1[2 * ow] +
+                         w[4] * r1[2 * ow + 1] + w[5] * r1[2 * ow + 2] + w[6] * r2[2 * ow] + w[7] * r2[2 * ow + 1] +
+                         w[8] * r2[2 * ow + 2];
+    }
+    return 1;
+}
+
 /* one output channel of a depthwise convolution: y (out plane) from x (one input plane), w (k).
  * Row by row: an output row stays in L1 while every tap of the kernel adds into it. */
 static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y)
@@ -170,6 +228,7 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
                             * (its divisions cost more than a 7-wide row's multiply-adds) */
     size_t in_lo = 0, in_hi = 0; /* outputs whose KW taps are all inside the row, for dw_row (KW 3 or 5, stride 1 or 2) */
     const int by_rows = (KW == 3 || KW == 5) && (SW == 1 || SW == 2);
+    if (OW < 32 && EK_FN(dw_small)(d, x, w, b, y)) return;
     for (kw = 0; kw < KW && kw < 16; ++kw)
         ek_conv_range(OW, IW, SW, (ptrdiff_t)(kw * d->dil[2]) - d->pad[2], &lo[kw], &hi[kw]);
     if (by_rows) {
@@ -211,6 +270,8 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
         }
     }
 }
+
+#undef EK_DW_SMALL
 
 void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y, EK_T *scratch,
                  int act, EK_T act_a, EK_T act_b)

@@ -316,6 +316,10 @@ CONVS = [
     ("grouped", 1, 6, 9, 3, (7, 7), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise", 2, 5, 5, 5, (8, 9), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise_mult_stride", 1, 3, 6, 3, (9, 10), (3, 5), (2, 2), (1, 2), (1, 2), (1, 2)),
+    # small planes: copied with their padding, then taps without bounds checks (conv.c dw_small)
+    ("depthwise_small_5x5_s2", 1, 4, 4, 4, (11, 13), (5, 5), (2, 2), (1, 1), (2, 1), (2, 2)),
+    ("depthwise_small_3x3_asym", 2, 3, 3, 3, (7, 7), (3, 3), (1, 1), (1, 1), (0, 1), (2, 1)),
+    ("depthwise_small_7x7", 1, 2, 2, 2, (9, 8), (7, 7), (1, 1), (1, 1), (3, 3), (3, 3)),
     # rows wide enough for the register blocks of 32 outputs (interior), with edges and a tail
     ("depthwise_wide", 1, 2, 2, 2, (4, 75), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise_wide_stride2", 1, 2, 4, 2, (5, 90), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
