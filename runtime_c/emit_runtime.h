@@ -51,6 +51,8 @@ void ek_dact(double *y, size_t n, int act, double act_a, double act_b);
 void ek_sexp(const float *x, float *y, size_t n);
 void ek_ssigmoid(const float *x, float *y, size_t n);
 void ek_ssilu(const float *x, float *y, size_t n);
+/* y = erf(x) within a few ulp (x == y allowed) */
+void ek_serf(const float *x, float *y, size_t n);
 
 /* ---- conv.c (needs gemm.c) ---- */
 

@@ -4,6 +4,7 @@ shapes and checked against numpy."""
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import shutil
 import subprocess
@@ -212,6 +213,9 @@ def test_sexp_ssigmoid_ssilu_vs_numpy(request, build, in_place):
     _check_close(_run(rt, "ek_sexp", x, in_place), e, x)
     _check_close(_run(rt, "ek_ssigmoid", x, in_place), sig, x)
     _check_close(_run(rt, "ek_ssilu", x, in_place), silu, x, np.maximum(1, np.abs(xd)))  # x * a denormal
+    erf = np.array([math.erf(v) if np.isfinite(v) else (np.nan if np.isnan(v) else np.sign(v)) for v in xd.tolist()])
+    _check_close(_run(rt, "ek_serf", x, in_place), erf, x)
+    assert list(_run(rt, "ek_serf", np.array([np.inf, -np.inf, 0.0, 9.0, -9.0], np.float32), in_place)) == [1, -1, 0, 1, -1]
     # the limits exactly
     lim = np.array([np.inf, -np.inf, 0.0, 200.0, -200.0], np.float32)
     assert list(_run(rt, "ek_ssigmoid", lim, in_place)) == [1.0, 0.0, 0.5, 1.0, 0.0]

@@ -251,7 +251,7 @@ def _vector_kernel(kind: str, attrs: dict, dtype) -> str | None:
         return None
     if kind == "Swish" and float(attrs.get("alpha", 1.0)) == 1.0:
         return "ek_ssilu"  # also x * Sigmoid(x), rewritten by emit/passes/fuse_act.py
-    return {"Sigmoid": "ek_ssigmoid", "Exp": "ek_sexp"}.get(kind)
+    return {"Sigmoid": "ek_ssigmoid", "Exp": "ek_sexp", "Erf": "ek_serf"}.get(kind)
 
 
 @op(*UNARY)
