@@ -119,14 +119,6 @@ EK_INLINE float ek_serf1(float x)
     return a < 1.0f ? x * p : (x < 0 ? -far : far);
 }
 
-void ek_serf(const float *x, float *y, size_t n)
-{
-    size_t i;
-    if (x == y)
-        for (i = 0; i < n; ++i) y[i] = ek_serf1(y[i]);
-    else
-        for (i = 0; i < n; ++i) y[i] = ek_serf1(x[i]);
-}
 
 /* 1 / (1 + e^-v) from e = e^-|v| <= 1 (never overflows); one division, the sign picks the numerator */
 EK_INLINE float ek_ssigmoid1(float v)
@@ -140,33 +132,22 @@ EK_INLINE double ek_dsigmoid1(double v)
     return 1.0 / (1.0 + exp(-v));
 }
 
-/* x and y may be the same array (then the in-place loop: no overlap check falls back to scalar code) */
-void ek_sexp(const float *x, float *y, size_t n)
-{
-    size_t i;
-    if (x == y)
-        for (i = 0; i < n; ++i) y[i] = ek_sexp1(y[i]);
-    else
-        for (i = 0; i < n; ++i) y[i] = ek_sexp1(x[i]);
-}
-
-void ek_ssigmoid(const float *x, float *y, size_t n)
-{
-    size_t i;
-    if (x == y)
-        for (i = 0; i < n; ++i) y[i] = ek_ssigmoid1(y[i]);
-    else
-        for (i = 0; i < n; ++i) y[i] = ek_ssigmoid1(x[i]);
-}
-
-void ek_ssilu(const float *x, float *y, size_t n)
-{
-    size_t i;
-    if (x == y)
-        for (i = 0; i < n; ++i) y[i] = y[i] * ek_ssigmoid1(y[i]);
-    else
-        for (i = 0; i < n; ++i) y[i] = x[i] * ek_ssigmoid1(x[i]);
-}
+/* y[i] = f(x[i]) over arrays, x == y allowed (then an in-place loop of its own: the two-array loop's
+ * vectorisation assumes no overlap) */
+#define EK_SMAP(name, expr)                                                                                           \
+    void name(const float *x, float *y, size_t n)                                                                     \
+    {                                                                                                                 \
+        size_t i;                                                                                                     \
+        if (x == y)                                                                                                   \
+            for (i = 0; i < n; ++i) { const float v = y[i]; y[i] = (expr); }                                         \
+        else                                                                                                          \
+            for (i = 0; i < n; ++i) { const float v = x[i]; y[i] = (expr); }                                         \
+    }
+EK_SMAP(ek_sexp, ek_sexp1(v))
+EK_SMAP(ek_ssigmoid, ek_ssigmoid1(v))
+EK_SMAP(ek_ssilu, v * ek_ssigmoid1(v))
+EK_SMAP(ek_serf, ek_serf1(v))
+#undef EK_SMAP
 
 #define EK_T float
 #define EK_FN(name) ek_s##name
