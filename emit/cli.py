@@ -273,7 +273,7 @@ def _build_options(out: Path) -> dict | None:
 def _print_keys(tensors: dict, renamed: dict, match) -> None:
     status = {k: "ok" for k in match.matched} | {k: "unexpected" for k in match.unexpected} | \
              {k: "ignored (not float, not in the model)" for k in match.ignored} | \
-             {m.split(":")[0]: "shape mismatch" for m in match.mismatched}
+             {k: "shape mismatch" for k in match.mismatched}
     width = max([len(k) for k in tensors] + [12])
     print(f"{'checkpoint key':{width}}  {'remapped key':{width}}  {'shape':18} {'dtype':9} status")
     for key, value in tensors.items():

@@ -18,7 +18,6 @@ class Parameter:
     name: str
     shape: tuple[int, ...]
     dtype: np.dtype
-    alias_of: str | None = None  # an Identity output the exporter made to share equal initial values
 
 
 @dataclass
@@ -26,7 +25,7 @@ class Match:
     matched: dict[str, np.ndarray] = field(default_factory=dict)  # model name -> value, cast to the model's dtype
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
-    mismatched: list[str] = field(default_factory=list)  # "name: checkpoint [..], model [..]"
+    mismatched: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)  # name -> (checkpoint, model shape)
     ignored: list[str] = field(default_factory=list)  # non-float entries the model lacks (BatchNorm's step counters)
 
 
@@ -44,7 +43,7 @@ def model_parameters(model: onnx.ModelProto) -> dict[str, Parameter]:
     for node in model.graph.node:
         if node.op_type == "Identity" and node.input and node.input[0] in params and node.output[0] not in params:
             p = params[node.input[0]]
-            params[node.output[0]] = Parameter(node.output[0], p.shape, p.dtype, alias_of=p.name)
+            params[node.output[0]] = Parameter(node.output[0], p.shape, p.dtype)
     return params
 
 
@@ -56,7 +55,7 @@ def match_checkpoint(model: onnx.ModelProto, tensors: dict[str, np.ndarray]) -> 
         if p is None:
             (m.unexpected if value.dtype.kind in "fcV" else m.ignored).append(key)
         elif [d for d in value.shape if d != 1] != [d for d in p.shape if d != 1]:  # [N] fits [1, N]; nothing else
-            m.mismatched.append(f"{key}: checkpoint {list(value.shape)}, model {list(p.shape)}")
+            m.mismatched[key] = (list(value.shape), list(p.shape))
         else:
             m.matched[key] = np.asarray(value).astype(p.dtype).reshape(p.shape)
     m.missing = [n for n, p in params.items() if n not in tensors and not _is_generated(n) and p.dtype.kind == "f"]
@@ -71,7 +70,8 @@ def check_match(m: Match, what: str) -> None:
     if m.unexpected:
         parts.append(f"unexpected {len(m.unexpected)} ({', '.join(m.unexpected)})")
     if m.mismatched:
-        parts.append(f"shape mismatch {len(m.mismatched)} ({'; '.join(m.mismatched)})")
+        shapes = "; ".join(f"{k}: checkpoint {c}, model {w}" for k, (c, w) in m.mismatched.items())
+        parts.append(f"shape mismatch {len(m.mismatched)} ({shapes})")
     if parts:
         raise EmitError(f"{what}: {'; '.join(parts)} — see --list-keys, fix names with --key-remap 'REGEX=REPLACEMENT'")
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import EmitError
 from .ir import STRING_DTYPE, encode_strings, is_string
-from .wasm_runner import CUSTOM_ERROR, CUSTOM_OP_FAILED, WEIGHTS_ERRORS, bind_feeds, read_weights
+from .wasm_runner import WEIGHTS_ERRORS, bind_feeds, read_weights, run_error, weights_source
 
 _CFFI_TYPES = {
     "float32": "float", "float64": "double", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
@@ -26,6 +26,17 @@ _CFFI_TYPES = {
     "int4": "uint8_t", "uint4": "uint8_t", "int2": "uint8_t", "uint2": "uint8_t",
     "bytes512": "char",  # strings: fixed NUL-padded UTF-8 slots (ir.STRING_DTYPE)
 }
+
+
+_RANGE_ERROR = ("model returned error code {rc}: an input value was out of range (an index past a table's end, a runtime "
+                "shape that disagrees with the compiled one, or a string too long for its slot)")
+
+
+def _aligned_bytes(nbytes: int, align: int) -> np.ndarray:
+    """nbytes of uint8 starting at an `align`-byte boundary (a view that keeps its buffer alive)."""
+    buf = np.empty(nbytes + align, dtype=np.uint8)
+    start = (-buf.ctypes.data) % align
+    return buf[start:start + nbytes]
 
 
 def _decoded(slots: np.ndarray) -> np.ndarray:
@@ -77,29 +88,22 @@ class NativeFunction:
         self._names = [s.name for s in self.inputs]
 
     def _new_arena(self):
-        arena = np.empty(self._arena_bytes + 16, dtype=np.uint8)
-        start = (-arena.ctypes.data) % 16
-        return self._ffi.from_buffer("uint8_t[]", arena[start:])  # keeps the array alive
+        return self._ffi.from_buffer("uint8_t[]", _aligned_bytes(self._arena_bytes, 16))  # keeps the array alive
 
     def load_weights(self, weights: str | Path | bytes) -> None:
         """Swap in another model.weights (a path or its bytes) of the same model; EmitError naming the problem."""
         if self._load is None:
             raise EmitError(f"model '{self.info['prefix']}' embeds its weights (exported without --weights file)")
-        if isinstance(weights, (bytes, bytearray, memoryview)):
-            self._adopt(bytes(weights), "weights")
-        else:
-            self._adopt(Path(weights).read_bytes(), str(weights))
+        self._adopt(*weights_source(weights))
 
     def _adopt(self, data: bytes, what: str) -> None:
-        buf = np.zeros(len(data) + 64, dtype=np.uint8)
-        start = (-buf.ctypes.data) % 64
-        blob = buf[start:start + len(data)]
+        blob = _aligned_bytes(len(data), 64)
         blob[:] = np.frombuffer(data, dtype=np.uint8)
-        rc = self._load(self._ffi.from_buffer("uint8_t[]", buf[start:]), len(data))
+        rc = self._load(self._ffi.from_buffer("uint8_t[]", blob), len(data))
         if rc != 0:
             self._blob = None
             raise EmitError(f"{what}: {WEIGHTS_ERRORS.get(rc, f'error {rc}')}")
-        self._blob = buf
+        self._blob = blob
 
     def _check(self, spec: TensorSpec, value: Any, k: int) -> np.ndarray:
         if type(value) is np.ndarray and value.dtype == self._in_dtypes[k] and value.shape == spec.shape \
@@ -145,15 +149,8 @@ class NativeFunction:
                 self._arena_lock.release()
         else:
             rc = self._fn(self._new_arena(), *ptrs)
-        if rc in WEIGHTS_ERRORS:
-            raise RuntimeError(WEIGHTS_ERRORS[rc])
-        if rc == CUSTOM_OP_FAILED:
-            raise RuntimeError(CUSTOM_ERROR)
         if rc != 0:
-            raise RuntimeError(
-                f"model returned error code {rc}: an input value was out of range "
-                "(an index past a table's end, a runtime shape that disagrees with the compiled one, or a string too long for its slot)"
-            )
+            raise RuntimeError(run_error(rc, _RANGE_ERROR))
         return {s.name: _decoded(o) if st else o for s, o, st in zip(self.outputs, outs, self._out_strings)}
 
     __call__ = run
@@ -205,9 +202,8 @@ class WasmModel(NativeFunction):
             raise EmitError(f"{folder}: cannot load {info['wasm'].get('file', 'model.wasm')}: {exc}") from None
 
     def load_weights(self, weights: str | Path | bytes) -> None:
-        what = "weights" if isinstance(weights, (bytes, bytearray, memoryview)) else str(weights)
         try:
-            self._instance.load_weights(bytes(weights) if what == "weights" else Path(weights).read_bytes(), what)
+            self._instance.load_weights(*weights_source(weights))
         except ValueError as exc:
             raise EmitError(str(exc)) from None
 

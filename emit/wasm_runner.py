@@ -55,6 +55,22 @@ WEIGHTS_ERRORS = {
 CUSTOM_OP_FAILED = 20  # emit/ops/custom.py: a custom operator's kernel returned non-zero
 CUSTOM_ERROR = "model returned error code 20: a custom operator's kernel (--custom-op) reported an error"
 
+
+def run_error(rc: int, range_error: str = RANGE_ERROR) -> str:
+    """The message for a run function's non-zero return code; `range_error` ({rc}) for an input out of range."""
+    if rc in WEIGHTS_ERRORS:
+        return WEIGHTS_ERRORS[rc]
+    if rc == CUSTOM_OP_FAILED:
+        return CUSTOM_ERROR
+    return range_error.format(rc=rc)
+
+
+def weights_source(weights: str | Path | bytes | bytearray | memoryview) -> tuple[bytes, str]:
+    """(model.weights' bytes, what to call it in errors) from its bytes or its path."""
+    if isinstance(weights, (bytes, bytearray, memoryview)):
+        return bytes(weights), "weights"
+    return Path(weights).read_bytes(), str(weights)
+
 # dtype -> (kind, itemsize); kind as in numpy: f float, i signed, u unsigned, b bool
 DTYPES: dict[str, tuple[str, int]] = {
     "float32": ("f", 4), "float64": ("f", 8),
@@ -427,12 +443,8 @@ class WasmInstance:
                 raise ValueError(f"input '{spec.name}': expected {spec.nbytes} bytes, got {len(b)}")
             self.host.write(ptr, b)
         rc = self.host.call("emit_run")
-        if rc in WEIGHTS_ERRORS:
-            raise RuntimeError(WEIGHTS_ERRORS[rc])
-        if rc == CUSTOM_OP_FAILED:
-            raise RuntimeError(CUSTOM_ERROR)
         if rc != 0:
-            raise RuntimeError(RANGE_ERROR.format(rc=rc))
+            raise RuntimeError(run_error(rc))
         return [self.host.read(ptr, spec.nbytes) for spec, ptr in zip(self.outputs, self._out_ptr)]
 
 
@@ -489,11 +501,11 @@ def read_weights(folder: str | Path, info: dict, weights: str | Path | bytes | N
             raise ValueError(f"{folder}: this model embeds its weights; it takes no weights file")
         return None
     if isinstance(weights, (bytes, bytearray, memoryview)):
-        return bytes(weights), "weights"
+        return weights_source(weights)
     path = Path(weights) if weights is not None else Path(folder) / w.get("file", "model.weights")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such weights file (the model was exported with --weights file)")
-    return path.read_bytes(), str(path)
+    return weights_source(path)
 
 
 def _ready(host: Any, folder: str | Path, info: dict, weights: Any) -> WasmInstance:
@@ -529,10 +541,7 @@ class Model:
 
     def load_weights(self, weights: str | Path | bytes) -> None:
         """Swap in another model.weights (a path or its bytes) of the same model; ValueError naming the problem."""
-        if isinstance(weights, (bytes, bytearray, memoryview)):
-            self._instance.load_weights(bytes(weights))
-        else:
-            self._instance.load_weights(Path(weights).read_bytes(), str(weights))
+        self._instance.load_weights(*weights_source(weights))
 
     def run(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         feeds = self.bind(args, kwargs)

@@ -18,8 +18,11 @@ from ..errors import EmitError
 from ..ir import c_type
 from ..resources import asset_dir
 from ..targets import target_config
+from ..wasm_runner import WEIGHTS_ERRORS
 
 WASM_ABI_VERSION = 1
+# the runners' weights error messages, in the JS API's words (its method is loadWeights)
+_JS_WEIGHTS_ERRORS = {code: text.replace("load_weights", "loadWeights") for code, text in WEIGHTS_ERRORS.items()}
 _PAGE = 65536
 
 
@@ -45,10 +48,8 @@ def find_emcc(cfg: dict) -> str:
 def memory_bytes(info: dict, cfg: dict) -> int:
     """Linear memory for the static data (weights, arena, I/O buffers) + stack + slack, whole 64 KiB pages."""
     io = sum(t["size"] * np.dtype(t["dtype"]).itemsize for t in info["inputs"] + info["outputs"])
-    w = info.get("weights", {})
     # embedded weights, or the buffer model.weights is copied into; plus float32 copies of narrow ones
-    weights = w.get("blob_bytes", 0) if w.get("mode") == "file" else info["weight_bytes"]
-    weights += w.get("expanded_bytes", 0)
+    weights = (file_weights_bytes(info) or info["weight_bytes"]) + info.get("weights", {}).get("expanded_bytes", 0)
     need = weights + info["arena_bytes"] + io + int(cfg["stack_bytes"]) + int(cfg["slack_bytes"])
     return -(-need // _PAGE) * _PAGE
 
@@ -169,4 +170,5 @@ def write_js(folder: Path, info: dict) -> None:
     env = _env()
     meta = js_meta(info)
     for tpl, name in (("model.mjs.j2", "model.mjs"), ("model.d.ts.j2", "model.d.ts"), ("index.html.j2", "index.html")):
-        (folder / name).write_text(env.get_template(tpl).render(meta=meta, version=__version__, info=info))
+        (folder / name).write_text(env.get_template(tpl).render(meta=meta, version=__version__, info=info,
+                                                                weights_errors=_JS_WEIGHTS_ERRORS))

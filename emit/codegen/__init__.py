@@ -14,7 +14,7 @@ from .. import __version__
 from ..ir import ARENA, Program
 from ..ops.custom import custom_ops_used, write_custom_sources
 from ..resources import runtime_c
-from .storage import WeightLayout, manifest_entry, plan_weight_storage
+from .storage import DTYPE_CODES, WeightLayout, blob_bytes, manifest_entry, plan_weight_storage
 from .weights import string_literal_lines
 
 _ENV = jinja2.Environment(
@@ -169,7 +169,7 @@ def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx", w
         "expanded": [w for w in wlist if w["form"] != "raw" and w["nbytes"]],
         "weight_mode": weights,
         "weight_dtype": weight_dtype,
-        "dtype_code": {"f32": 0, "f16": 1, "int8": 2}[weight_dtype],
+        "dtype_code": DTYPE_CODES[weight_dtype],
         "payload_bytes": layout.payload_bytes,
         "blob_bytes": layout.blob_bytes,
         "layout_hash": _hash_initializer(layout.layout_hash),
@@ -192,8 +192,6 @@ def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx", w
         for k in kernels:
             shutil.copy(rt / f"{k}.c", out / f"{k}.c")
     if weights == "file":
-        from .storage import blob_bytes
-
         (out / "model.weights").write_bytes(blob_bytes(layout))
     elif (out / "model.weights").exists():
         (out / "model.weights").unlink()  # a stale blob beside an embedded build would mislead

@@ -98,9 +98,9 @@ def check_options(mode: str, dtype: str) -> None:
         raise EmitError(f"--weight-dtype {dtype}: expected one of {', '.join(WEIGHT_DTYPES)}")
 
 
-def _channel_axis(prog: Program, name: str, ndim: int) -> int:
+def _channel_axis(consumers: dict, name: str, ndim: int) -> int:
     """The output-channel axis of a weight from its consumer: Conv's M, ConvTranspose's, Gemm's N, MatMul's last."""
-    for node in prog.consumers().get(name, []):
+    for node in consumers.get(name, []):
         if node.op_type == "Conv" and node.inputs[1:2] == [name]:
             return 0
         if node.op_type == "ConvTranspose" and node.inputs[1:2] == [name]:
@@ -125,7 +125,7 @@ def _quantize_int8(a: np.ndarray, axis: int) -> tuple[bytes, bytes, int, int, in
     return q.tobytes(), little_endian_bytes(scale), outer, channels, inner
 
 
-def _stored(prog: Program, buf, dtype: str) -> StoredWeight:
+def _stored(prog: Program, consumers: dict, buf, dtype: str) -> StoredWeight:
     w = StoredWeight(
         symbol=buf.cname.removesuffix(".v"),
         onnx_name=prog.public(buf.name),
@@ -134,7 +134,7 @@ def _stored(prog: Program, buf, dtype: str) -> StoredWeight:
         shape=list(buf.shape),
         size=buf.size,
         form="raw",
-        data=little_endian_bytes(buf.data) if buf.nbytes else b"",
+        data=b"",
     )
     a = np.asarray(buf.data)
     narrow = dtype != "f32" and w.dtype == "float32" and w.size >= MIN_NARROW_ELEMENTS and bool(np.isfinite(a).all())
@@ -142,7 +142,9 @@ def _stored(prog: Program, buf, dtype: str) -> StoredWeight:
         w.form, w.data = "f16", little_endian_bytes(a.astype(np.float16))
     elif narrow and dtype == "int8" and a.ndim >= 2:
         w.form = "int8"
-        w.data, w.scales, w.outer, w.channels, w.inner = _quantize_int8(a, _channel_axis(prog, buf.name, a.ndim))
+        w.data, w.scales, w.outer, w.channels, w.inner = _quantize_int8(a, _channel_axis(consumers, buf.name, a.ndim))
+    elif buf.nbytes:
+        w.data = little_endian_bytes(buf.data)
     return w
 
 
@@ -153,7 +155,8 @@ def _aligned(n: int) -> int:
 def plan_weight_storage(prog: Program, weights: list, mode: str = "embed", dtype: str = "f32") -> WeightLayout:
     """Each referenced weight's stored form and (file mode) payload offsets; the layout hash names the layout."""
     check_options(mode, dtype)
-    stored = [_stored(prog, b, dtype) for b in weights]
+    consumers = prog.consumers()
+    stored = [_stored(prog, consumers, b, dtype) for b in weights]
     pos = 0
     for w in stored:
         if not w.data:
