@@ -157,67 +157,114 @@ static void EK_FN(dw_row)(EK_T *y, const EK_T *xs, const EK_T *w, size_t kw_coun
     }
 }
 
-#ifndef EK_DW_SMALL /* elements of a zero-padded plane the small-plane path copies to the stack */
+#ifndef EK_DW_BAND /* elements of each of the two stack buffers of the banded path: padded input rows, outputs */
 #if defined(__arm__) && !defined(__aarch64__)
-#define EK_DW_SMALL 1024 /* 32-bit Arm (Cortex-M): keep the stack frame at 4 KiB */
+#define EK_DW_BAND 512 /* 32-bit Arm (Cortex-M): keep the stack frame at 4 KiB */
 #else
-#define EK_DW_SMALL 4096
+#define EK_DW_BAND 4096
 #endif
 #endif
 
-/* A small 2-D plane, square kernel up to 7x7, stride 1 or 2, no dilation: copied once with its zero padding, then
- * every output is KxK multiply-adds with no bounds checks (tap by tap, the calls and range checks cost more than the
- * products on 7x7 to 28x28 planes; 3x3 is written out). Returns 0 when the case does not apply. */
-static int EK_FN(dw_small)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y)
+/* yp[q] = b + the KC x KC taps of w at xp + SC*q, for the nq outputs of a band laid out with the padded row length
+ * PW (q = oh*PW + ow, the columns ow >= OW are discarded): one long loop of independent sums, so the vector lanes stay
+ * full and the FMA latency chains of neighbouring outputs overlap, unlike OW-long rows. Constant KC unrolls each sum
+ * completely (SC = 2: every other output of the grid is discarded too). */
+#define EK_DW_PLANE(KC, SC)                                                                                 \
+    for (q = 0; q < nq; ++q) {                                                                              \
+        const EK_T *win = xp + (SC) * q;                                                                    \
+        EK_T acc = b;                                                                                       \
+        for (kh = 0; kh < (KC); ++kh)                                                                       \
+            for (kw = 0; kw < (KC); ++kw) acc += w[kh * (KC) + kw] * win[kh * PW + kw];                     \
+        yp[q] = acc;                                                                                        \
+    }
+
+/* The same for stride 2 over the band split into 4 phase planes of hs rows of WS (row parity, column parity):
+ * tap (kh, kw) of output q = oh*WS + ow is in plane (kh&1, kw&1) at q + (kh/2)*WS + kw/2, so every load is unit
+ * stride and no output is computed to be discarded but a column or two per row (computing the stride-1 grid and
+ * keeping every other output did twice the work through strided loads). */
+#define EK_DW_PHASES(KC)                                                                                    \
+    for (q = 0; q < nq; ++q) {                                                                              \
+        EK_T acc = b;                                                                                       \
+        for (kh = 0; kh < (KC); ++kh)                                                                       \
+            for (kw = 0; kw < (KC); ++kw)                                                                   \
+                acc += w[kh * (KC) + kw] *                                                                  \
+                       xp[((kh & 1) * 2 + (kw & 1)) * hs * WS + q + (kh / 2) * WS + kw / 2];                \
+        yp[q] = acc;                                                                                        \
+    }
+
+/* A 2-D plane, square kernel up to 7x7, stride 1 or 2, no dilation, by bands of output rows: the input rows a band
+ * reads are copied once with their zero padding, then every output is KxK multiply-adds with no bounds checks.
+ * Returns 0 when the case does not apply (or a padded row is too long for the buffers). */
+static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
+                            EK_T act_a, EK_T act_b)
 {
     const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], S = d->stride[2], K = d->k[2];
-    const size_t PH = (OH - 1) * S + K, PW = (OW - 1) * S + K; /* the padded plane the outputs read */
-    EK_T xp[EK_DW_SMALL];
-    size_t r, c, oh, ow, kh, kw;
+    const size_t PW = (OW - 1) * S + K; /* the padded row the outputs read */
+    const size_t WS = (PW + 1) / 2;     /* stride 2: a row of one column phase */
+    EK_T xp[EK_DW_BAND], yp[EK_DW_BAND];
+    size_t band, oh0, r, c, c0, c1, oh, q, nq, kh, kw, hs = 0;
+    int phases;
     if (d->k[0] != 1 || d->k[1] != K || K > 7 || d->dil[1] != 1 || d->dil[2] != 1 || d->stride[1] != S ||
-        (S != 1 && S != 2) || PH * PW > EK_DW_SMALL || d->pad[0] != 0 || d->pad[1] < 0 || d->pad[2] < 0)
+        (S != 1 && S != 2) || K * PW > EK_DW_BAND || d->pad[0] != 0 || d->pad[1] < 0 || d->pad[2] < 0)
         return 0;
-    for (r = 0; r < PH; ++r) {
-        const ptrdiff_t ih = (ptrdiff_t)r - d->pad[1];
-        EK_T *row = xp + r * PW;
-        if (ih < 0 || ih >= (ptrdiff_t)IH) {
-            for (c = 0; c < PW; ++c) row[c] = 0;
-            continue;
-        }
-        for (c = 0; c < PW; ++c) {
-            const ptrdiff_t iw = (ptrdiff_t)c - d->pad[2];
-            row[c] = iw >= 0 && iw < (ptrdiff_t)IW ? x[(size_t)ih * IW + (size_t)iw] : 0;
-        }
-    }
-    for (oh = 0; oh < OH; ++oh) {
-        const EK_T *r0 = xp + oh * S * PW, *r1 = r0 + PW, *r2 = r1 + PW;
-        EK_T *yr = y + oh * OW;
-        if (K != 3) {
-            for (ow = 0; ow < OW; ++ow) yr[ow] = b;
-            for (kh = 0; kh < K; ++kh)
-                for (kw = 0; kw < K; ++kw) {
-                    const EK_T wv = w[kh * K + kw], *rr = r0 + kh * PW + kw;
-                    if (S == 1)
-                        for (ow = 0; ow < OW; ++ow) yr[ow] += wv * rr[ow];
-                    else
-                        for (ow = 0; ow < OW; ++ow) yr[ow] += wv * rr[2 * ow];
+    /* stride 2 with rows of 24 outputs or more: split into phase planes (EK_DW_PHASES); on shorter rows the extra
+     * copy loops cost more than the stride-2 grid's wasted outputs (measured on 14x14 and 7x7 outputs) */
+    phases = S == 2 && OW >= 24 && EK_DW_BAND / (4 * WS) >= K / 2 + 1;
+    if (phases)
+        band = EK_DW_BAND / (4 * WS) - K / 2; /* the 4 phase planes of band + K/2 rows fit xp */
+    else
+        band = (EK_DW_BAND / PW - K) / S + 1; /* output rows whose (band-1)*S+K input rows fit xp; yp fits too */
+    /* the padded columns [c0, c1) that hold input pixels */
+    c0 = (size_t)d->pad[2] < PW ? (size_t)d->pad[2] : PW;
+    c1 = (size_t)d->pad[2] + IW < PW ? (size_t)d->pad[2] + IW : PW;
+    for (oh0 = 0; oh0 < OH; oh0 += band) {
+        const size_t bh = OH - oh0 < band ? OH - oh0 : band, rows = (bh - 1) * S + K;
+        const size_t lp = phases ? WS : PW; /* the row length of the band's outputs in yp */
+        if (phases) hs = (rows + 1) / 2;
+        for (r = 0; r < rows; ++r) {
+            const ptrdiff_t ih = (ptrdiff_t)(oh0 * S + r) - d->pad[1];
+            const int inside = ih >= 0 && ih < (ptrdiff_t)IH && c0 < c1;
+            const EK_T *xr = inside ? x + (size_t)ih * IW : x; /* padded column c is xr[c - pw] */
+            const size_t pw = (size_t)d->pad[2];
+            if (!phases) {
+                EK_T *row = xp + r * PW;
+                for (c = 0; c < PW; ++c) row[c] = 0;
+                if (inside) memcpy(row + c0, xr + (c0 - pw), (c1 - c0) * sizeof(EK_T));
+            } else { /* stride 2: the row split into its even and odd columns, in the planes of its row parity */
+                EK_T *even = xp + ((r & 1) * 2 * hs + r / 2) * WS, *odd = even + hs * WS;
+                for (c = 0; c < WS; ++c) even[c] = 0, odd[c] = 0;
+                if (inside) { /* loops over the output index, so they vectorise: column c = 2j (even), 2j+1 (odd) */
+                    for (c = (c0 + 1) / 2; c < (c1 + 1) / 2; ++c) even[c] = xr[2 * c - pw];
+                    for (c = c0 / 2; c < c1 / 2; ++c) odd[c] = xr[2 * c + 1 - pw];
                 }
-        } else if (S == 1)
-            for (ow = 0; ow < OW; ++ow)
-                yr[ow] = b + w[0] * r0[ow] + w[1] * r0[ow + 1] + w[2] * r0[ow + 2] + w[3] * r1[ow] + w[4] * r1[ow + 1] +
-                         w[5] * r1[ow + 2] + w[6] * r2[ow] + w[7] * r2[ow + 1] + w[8] * r2[ow + 2];
-        else
-            for (ow = 0; ow < OW; ++ow)
-                yr[ow] = b + w[0] * r0[2 * ow] + w[1] * r0[2 * ow + 1] + w[2] * r0[2 * ow + 2] + w[3] * r1[2 * ow] +
-                         w[4] * r1[2 * ow + 1] + w[5] * r1[2 * ow + 2] + w[6] * r2[2 * ow] + w[7] * r2[2 * ow + 1] +
-                         w[8] * r2[2 * ow + 2];
+            }
+        }
+        nq = (bh - 1) * lp + OW;
+        switch (phases ? K : K * 4 + S) { /* constant K and S in the common cases */
+        case 3: EK_DW_PHASES(3); break;
+        case 5: EK_DW_PHASES(5); break;
+        case 13: EK_DW_PLANE(3, 1); break;
+        case 14: EK_DW_PLANE(3, 2); break;
+        case 21: EK_DW_PLANE(5, 1); break;
+        case 22: EK_DW_PLANE(5, 2); break;
+        default:
+            if (phases) {
+                EK_DW_PHASES(K);
+            } else {
+                EK_DW_PLANE(K, S);
+            }
+            break;
+        }
+        for (oh = 0; oh < bh; ++oh) memcpy(y + (oh0 + oh) * OW, yp + oh * lp, OW * sizeof(EK_T));
+        EK_FN(act)(y + oh0 * OW, bh * OW, act, act_a, act_b); /* while the band is in L1 */
     }
     return 1;
 }
 
 /* one output channel of a depthwise convolution: y (out plane) from x (one input plane), w (k).
  * Row by row: an output row stays in L1 while every tap of the kernel adds into it. */
-static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y)
+static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
+                                  EK_T act_a, EK_T act_b)
 {
     const size_t ID = d->in[0], IH = d->in[1], IW = d->in[2];
     const size_t OD = d->out[0], OH = d->out[1], OW = d->out[2];
@@ -228,7 +275,8 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
                             * (its divisions cost more than a 7-wide row's multiply-adds) */
     size_t in_lo = 0, in_hi = 0; /* outputs whose KW taps are all inside the row, for dw_row (KW 3 or 5, stride 1 or 2) */
     const int by_rows = (KW == 3 || KW == 5) && (SW == 1 || SW == 2);
-    if (OW < 32 && EK_FN(dw_small)(d, x, w, b, y)) return;
+    /* wider rows (224, 320) measured no faster banded: the plane streams from memory either way */
+    if (OW <= 160 && EK_FN(dw_banded)(d, x, w, b, y, act, act_a, act_b)) return;
     for (kw = 0; kw < KW && kw < 16; ++kw)
         ek_conv_range(OW, IW, SW, (ptrdiff_t)(kw * d->dil[2]) - d->pad[2], &lo[kw], &hi[kw]);
     if (by_rows) {
@@ -267,11 +315,14 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
                     }
                 }
             }
+            EK_FN(act)(yr, OW, act, act_a, act_b); /* while the row is in L1 */
         }
     }
 }
 
-#undef EK_DW_SMALL
+#undef EK_DW_BAND
+#undef EK_DW_PLANE
+#undef EK_DW_PHASES
 
 void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y, EK_T *scratch,
                  int act, EK_T act_a, EK_T act_b)
@@ -294,8 +345,8 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
                 EK_FN(gemm)(mg, sout, kk, 1, wg, kk, 0, xg, d->stride[2], 1, 1, bg, 1, 0, yg, sout, act, act_a, act_b);
             } else if (cg == 1) {
                 for (j = 0; j < mg; ++j) {
-                    EK_FN(conv_depthwise)(d, xg, wg + j * kk, bg ? bg[j] : (EK_T)0, yg + j * sout);
-                    EK_FN(act)(yg + j * sout, sout, act, act_a, act_b);
+                    EK_FN(conv_depthwise)(d, xg, wg + j * kk, bg ? bg[j] : (EK_T)0, yg + j * sout, act, act_a,
+                                          act_b);
                 }
             } else {
                 for (p0 = 0; p0 < sout; p0 += d->tile) {

@@ -168,7 +168,10 @@ EK_SMAP(ek_serf, ek_serf1(v))
 #endif
 #define EK_NV EK_SNV
 #define EK_NR (EK_NV * EK_SVL)
-#define EK_KC 128
+#ifndef EK_SKC
+#define EK_SKC 128 /* k steps per packed B panel */
+#endif
+#define EK_KC EK_SKC
 #if defined(EK_THREADS) && EK_THREADS > 1
 #define EK_PARALLEL ek_sgemm_parallel /* --threads N: threads.c splits big float GEMMs across its pool */
 #endif
@@ -285,10 +288,19 @@ static void EK_FN(pack_b)(EK_T *bp, const EK_T *B, size_t ldb, int transB, size_
 /* acc = the EK_MR x EK_NR block of products over kc steps of k; rows are A row pointers at k0
  * (acs: their k stride), bp the packed B panel */
 #if EK_VEC
-static void EK_FN(micro)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T acc[EK_MR][EK_NR])
+/* the epilogue micro_c applies in registers: bias[i * bias_rs] per row (or none), then act (none, ReLU, Clip) */
+typedef struct {
+    const EK_T *bias;
+    size_t bias_rs;
+    int act;
+    EK_T a, b;
+} EK_FN(tile_end);
+
+/* a whole EK_MR x EK_NR tile of C (row stride ldc) += the block's products (= them if first): the accumulators start
+ * from C and go back to it, without micro's round trip through an array and a second loop over the tile */
+static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T *C, size_t ldc,
+                           int first, const EK_FN(tile_end) *end)
 {
-    /* EK_MR x EK_NV accumulator vectors held in registers (the constant-trip loops unroll): the loop the whole
-     * GEMM's time goes to. Per k: EK_NV vectors of B, one broadcast of A per row, EK_NV * EK_MR multiply-adds. */
     EK_V c[EK_MR][EK_NV];
     const EK_T *r[EK_MR];
     size_t i, v, k;
@@ -296,6 +308,7 @@ static void EK_FN(micro)(size_t kc, const EK_T *const *rows, size_t acs, const E
         for (v = 0; v < EK_NV; ++v) {
             const EK_V z = EK_VZERO;
             c[i][v] = z;
+            if (!first) memcpy(&c[i][v], C + i * ldc + v * EK_VL, sizeof c[i][v]);
         }
         r[i] = rows[i];
     }
@@ -307,8 +320,26 @@ static void EK_FN(micro)(size_t kc, const EK_T *const *rows, size_t acs, const E
             for (v = 0; v < EK_NV; ++v) c[i][v] += b[v] * a;
         }
     }
+    if (end) /* the last block: bias and activation in registers, before the only store */
+        for (i = 0; i < EK_MR; ++i) {
+            const EK_T bi = end->bias ? end->bias[i * end->bias_rs] : (EK_T)0;
+            for (v = 0; v < EK_NV; ++v) {
+                const EK_V z = EK_VZERO;
+                EK_V t = c[i][v] + bi;
+                if (end->act == EK_ACT_RELU) { /* x < 0 ? 0 : x, NaN kept, as act1 */
+                    t = (EK_V)((__typeof__(t < t))t & ~(t < z));
+                } else if (end->act == EK_ACT_CLIP) { /* min(max(x, a), b) as act1: NaN kept */
+                    const EK_V lo = z + end->a, hi = z + end->b;
+                    __typeof__(t < t) m = t < lo;
+                    t = (EK_V)(((__typeof__(t < t))lo & m) | ((__typeof__(t < t))t & ~m));
+                    m = t > hi;
+                    t = (EK_V)(((__typeof__(t < t))hi & m) | ((__typeof__(t < t))t & ~m));
+                }
+                c[i][v] = t;
+            }
+        }
     for (i = 0; i < EK_MR; ++i)
-        for (v = 0; v < EK_NV; ++v) memcpy(acc[i] + v * EK_VL, &c[i][v], sizeof c[i][v]);
+        for (v = 0; v < EK_NV; ++v) memcpy(C + i * ldc + v * EK_VL, &c[i][v], sizeof c[i][v]);
 }
 #else
 static void EK_FN(micro)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T acc[EK_MR][EK_NR])
@@ -350,6 +381,27 @@ static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const E
 {
     EK_T acc[EK_MR][EK_NR];
     size_t i, j;
+#if EK_VEC
+    /* the common conv epilogue, one bias per row then none, ReLU or Clip, goes in registers */
+    const int in_regs = last && alpha == 1 && (!bias || (bias_cs == 0 && beta == 1)) &&
+                        (act == EK_ACT_NONE || act == EK_ACT_RELU || act == EK_ACT_CLIP);
+    EK_FN(tile_end) end;
+    end.bias = bias, end.bias_rs = bias_rs, end.act = act, end.a = act_a, end.b = act_b;
+    if (mr == EK_MR && nr == EK_NR) {
+        EK_FN(micro_c)(kc, rows, acs, bp, C, ldc, first, in_regs ? &end : NULL);
+    } else { /* an edge tile through a whole one on the stack: the same operations in the same order, so an element's
+              * value does not depend on where the tiles fall (--threads splits them differently) */
+        for (i = 0; i < EK_MR; ++i)
+            for (j = 0; j < EK_NR; ++j) acc[i][j] = !first && i < mr && j < nr ? C[i * ldc + j] : (EK_T)0;
+        EK_FN(micro_c)(kc, rows, acs, bp, acc[0], EK_NR, first, in_regs ? &end : NULL);
+        for (i = 0; i < mr; ++i)
+            for (j = 0; j < nr; ++j) C[i * ldc + j] = acc[i][j];
+    }
+    if (last && !in_regs)
+        for (i = 0; i < mr; ++i)
+            EK_FN(finish_row)(C + i * ldc, nr, alpha, beta, bias ? bias + i * bias_rs : bias, bias_cs, act, act_a,
+                              act_b);
+#else
     EK_FN(micro)(kc, rows, acs, bp, acc);
     for (i = 0; i < mr; ++i) {
         EK_T *c = C + i * ldc;
@@ -359,6 +411,7 @@ static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const E
             for (j = 0; j < nr; ++j) c[j] += acc[i][j];
         if (last) EK_FN(finish_row)(c, nr, alpha, beta, bias ? bias + i * bias_rs : bias, bias_cs, act, act_a, act_b);
     }
+#endif
 }
 
 /* C rows one at a time, for M < EK_MR (matrix-vector products): packing B would cost as much as

@@ -100,9 +100,13 @@ ACTS = {
 }
 
 
-def _gemm(rt, dtype, m, n, k, ta, tb, alpha=1.0, beta=0.0, bias_shape=None, act="none", seed=0):
+def _gemm(rt, dtype, m, n, k, ta, tb, alpha=1.0, beta=0.0, bias_shape=None, act="none", seed=0, special_rows=False):
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    if special_rows:  # rows of C that are NaN, +inf and -inf: the activations must keep NaN and clamp infinities
+        for row, v in ((1, np.nan), (4, np.inf), (6, -np.inf)):
+            a[(slice(None), row) if ta else (row, slice(None))] = 0
+            a[(0, row) if ta else (row, 0)] = v
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
     bias = None if bias_shape is None else rng.standard_normal(bias_shape).astype(dtype)
     c = np.full((m, n), np.nan, dtype)
@@ -115,7 +119,8 @@ def _gemm(rt, dtype, m, n, k, ta, tb, alpha=1.0, beta=0.0, bias_shape=None, act=
     gemm = rt.lib.ek_sgemm if dtype == np.float32 else rt.lib.ek_dgemm
     gemm(m, n, k, alpha, _ptr(rt, a, ctype), a.shape[1], int(ta), _ptr(rt, b, ctype), b.shape[1], int(tb), beta,
          _ptr(rt, bias, ctype), rs, cs, _ptr(rt, c, ctype), n, code, pa, pb)
-    ref = alpha * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64))
+    with np.errstate(invalid="ignore"):
+        ref = alpha * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64))
     if bias is not None:
         ref = ref + beta * bias
     return c, fn(ref)
@@ -150,6 +155,18 @@ def test_sgemm_k_zero_is_the_bias_alone(rt):
 def test_sgemm_activation_epilogue(rt, act, m):
     got, ref = _gemm(rt, np.float32, m, 10, 6, False, False, bias_shape=(10,), beta=1.0, act=act)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["none", "relu", "clip"])
+def test_sgemm_row_bias_epilogue_in_registers(rt, rt_native, act):
+    """A conv's epilogue (one bias per row, then none/ReLU/Clip) on whole register tiles is applied before the
+    tile is stored; partial tiles and the other epilogues go through finish_row. Both must agree with numpy,
+    NaN rows staying NaN and infinite rows clamped by Clip."""
+    for runtime in (rt, rt_native):
+        for ta in (False, True):
+            got, ref = _gemm(runtime, np.float32, 19, 70, 33, ta, False, beta=1.0, bias_shape=(19, 1), act=act,
+                             special_rows=True)
+            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("m,n,k,ta,tb", [(1, 7, 5, False, True), (9, 5, 300, True, False), (13, 11, 140, True, True)])
@@ -320,13 +337,20 @@ CONVS = [
     ("grouped", 1, 6, 9, 3, (7, 7), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise", 2, 5, 5, 5, (8, 9), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise_mult_stride", 1, 3, 6, 3, (9, 10), (3, 5), (2, 2), (1, 2), (1, 2), (1, 2)),
-    # small planes: copied with their padding, then taps without bounds checks (conv.c dw_small)
+    # planes up to 160 wide: bands of rows copied with their padding, then taps without bounds checks (dw_banded)
     ("depthwise_small_5x5_s2", 1, 4, 4, 4, (11, 13), (5, 5), (2, 2), (1, 1), (2, 1), (2, 2)),
     ("depthwise_small_3x3_asym", 2, 3, 3, 3, (7, 7), (3, 3), (1, 1), (1, 1), (0, 1), (2, 1)),
     ("depthwise_small_7x7", 1, 2, 2, 2, (9, 8), (7, 7), (1, 1), (1, 1), (3, 3), (3, 3)),
-    # rows wide enough for the register blocks of 32 outputs (interior), with edges and a tail
-    ("depthwise_wide", 1, 2, 2, 2, (4, 75), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
-    ("depthwise_wide_stride2", 1, 2, 4, 2, (5, 90), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_bands_3x3", 1, 2, 2, 2, (90, 100), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),  # 3 bands of 38 rows
+    ("depthwise_bands_5x5_s2", 1, 2, 2, 2, (101, 150), (5, 5), (2, 2), (1, 1), (2, 2), (1, 2)),
+    ("depthwise_even_6x6", 1, 2, 2, 2, (12, 11), (6, 6), (1, 1), (1, 1), (3, 2), (2, 3)),  # generic K
+    # stride 2 with rows of >= 24 outputs: split into 4 phase planes (row and column parity), odd and even padding
+    ("depthwise_phases_3x3", 1, 3, 3, 3, (50, 61), (3, 3), (2, 2), (1, 1), (1, 0), (0, 1)),
+    ("depthwise_phases_4x4", 1, 2, 2, 2, (30, 60), (4, 4), (2, 2), (1, 1), (1, 2), (2, 1)),
+    # rows wider than 160: row by row, tap ranges and fused 3/5-tap rows for the interior
+    ("depthwise_wide", 1, 2, 2, 2, (4, 175), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_wide_stride2", 1, 2, 4, 2, (5, 390), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_wide_5x5", 1, 2, 2, 2, (6, 200), (5, 5), (1, 1), (1, 1), (2, 2), (2, 2)),
     ("single_channel_5x5", 1, 1, 3, 1, (6, 40), (5, 5), (1, 1), (1, 1), (2, 2), (2, 2)),
     ("depthwise_wide_dilated", 1, 2, 2, 2, (4, 80), (3, 3), (1, 1), (2, 3), (2, 3), (2, 3)),
     ("conv1d", 2, 3, 4, 1, (13,), (4,), (2,), (1,), (1,), (2,)),
