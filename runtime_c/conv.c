@@ -71,7 +71,7 @@ static void ek_conv_range(size_t count, size_t bound, size_t stride, ptrdiff_t o
 static void EK_FN(im2col)(const ek_conv_desc *d, size_t cg, const EK_T *x, EK_T *col, size_t p0, size_t pt)
 {
     const size_t ID = d->in[0], IH = d->in[1], IW = d->in[2];
-    const size_t OH = d->out[1], OW = d->out[2];
+    const size_t OH = d->out[1], OW = d->out[2], sw = d->stride[2];
     size_t ci, kd, kh, kw;
     EK_T *dst = col;
     for (ci = 0; ci < cg; ++ci) {
@@ -96,12 +96,18 @@ static void EK_FN(im2col)(const ek_conv_desc *d, size_t cg, const EK_T *x, EK_T 
                             const size_t a = lo > ow ? lo - ow : 0;
                             const size_t b = hi > ow ? (hi - ow < seg ? hi - ow : seg) : 0;
                             for (t = 0; t < a && t < seg; ++t) dst[t] = 0;
-                            if (d->stride[2] == 1) {
-                                const ptrdiff_t base = (ptrdiff_t)ow + offw; /* >= 0 from t = a on */
-                                for (t = a; t < b; ++t) dst[t] = xr[base + (ptrdiff_t)t];
-                            } else {
-                                for (t = a; t < b; ++t)
-                                    dst[t] = xr[(ptrdiff_t)((ow + t) * d->stride[2]) + offw];
+                            /* the source row from t = a on; copied by memcpy or a loop over locals with a constant
+                             * stride: the loops over xr and d-> fields stayed scalar (a third of a YOLO net's time) */
+                            if (b > a) {
+                                const EK_T *src = xr + ((ptrdiff_t)((ow + a) * sw) + offw);
+                                EK_T *out = dst + a;
+                                const size_t len = b - a;
+                                if (sw == 1)
+                                    memcpy(out, src, len * sizeof(EK_T));
+                                else if (sw == 2)
+                                    for (t = 0; t < len; ++t) out[t] = src[2 * t];
+                                else
+                                    for (t = 0; t < len; ++t) out[t] = src[t * sw];
                             }
                             for (t = b > a ? b : a; t < seg; ++t) dst[t] = 0;
                         }
