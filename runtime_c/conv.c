@@ -2,10 +2,12 @@
  * their double twins), on top of gemm.c.
  *
  * Conv: a 1x1 stride-1 unpadded convolution is one GEMM per (image, group); a depthwise one
- * (one input channel per group) is a direct loop whose inner loop runs along an output row; any
- * other is im2col of d->tile output pixels at a time into the caller's scratch, then GEMM with the
- * bias + activation epilogue. ConvTranspose: GEMM W^T X for d->tile input pixels at a time, then
- * col2im scatter-adds the columns into y.
+ * (one input channel per group) runs on bands of padded rows copied to the stack (flat sums over the band,
+ * stride 2 split into phase planes) or, for rows wider than 160, row by row; a stride-1 2-D one with rows
+ * long enough runs the GEMM on shifted windows of a padded band of input rows in the caller's scratch
+ * (d->tile output rows per band); any other is im2col of d->tile output pixels at a time into the
+ * caller's scratch, then GEMM with the bias + activation epilogue. ConvTranspose: GEMM W^T X for d->tile
+ * input pixels at a time, then col2im scatter-adds the columns into y.
  *
  * Like gemm.c, this file includes itself to instantiate the body for float and double. */
 #ifndef EK_T
@@ -30,10 +32,36 @@ static int ek_conv_windows_in_place(const ek_conv_desc *d)
            (d->out[2] - 1) * d->stride[2] + d->k[2] <= d->in[2];
 }
 
+/* A 2-D (or 1-D) stride-1 convolution of more than one input channel per group: by windows (the kernel's taps are
+ * shifted windows of a zero-padded band of input rows, read in place by the GEMM's packing), not im2col. Each
+ * output row then carries (KW-1)*dil padded columns of wasted products: only rows 8 times longer than that
+ * (im2col was as fast on 14x14 outputs of a 3x3 and faster on 7x7). */
+static int ek_conv_by_windows(const ek_conv_desc *d)
+{
+    return d->c / d->group > 1 && !ek_conv_pointwise(d) && d->in[0] == 1 && d->out[0] == 1 && d->k[0] == 1 &&
+           d->pad[0] == 0 && d->stride[1] == 1 && d->stride[2] == 1 && d->pad[1] >= 0 && d->pad[2] >= 0 &&
+           d->out[2] >= 8 * (d->k[2] - 1) * d->dil[2] && d->tile > 0;
+}
+
+/* the windows path's padded row length and its band's input rows, for d->tile output rows */
+static size_t ek_conv_band_row(const ek_conv_desc *d)
+{
+    return d->out[2] + (d->k[2] - 1) * d->dil[2];
+}
+
+static size_t ek_conv_band_rows_in(const ek_conv_desc *d)
+{
+    return d->tile + (d->k[1] - 1) * d->dil[1];
+}
+
 size_t ek_conv_scratch(const ek_conv_desc *d)
 {
     const size_t cg = d->c / d->group;
     if (ek_conv_pointwise(d) || cg == 1) return 0;
+    if (ek_conv_by_windows(d)) { /* the padded band of cg channels, then the band's mg output rows of that length */
+        const size_t pw = ek_conv_band_row(d);
+        return cg * ek_conv_band_rows_in(d) * pw + d->m / d->group * ((d->tile - 1) * pw + d->out[2]);
+    }
     return cg * d->k[0] * d->k[1] * d->k[2] * d->tile;
 }
 
@@ -326,6 +354,40 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
     }
 }
 
+/* One group of a stride-1 2-D convolution by bands of d->tile output rows: the band's input rows are copied with
+ * their zero padding into scratch, all of them PW = OW + (KW-1)*dil long, so tap (ci, kh, kw) of output (r, ow) is
+ * element r*PW + ow of the window at ci*rows_in*PW + kh*dil*PW + kw*dil. The GEMM packs those windows straight
+ * (no im2col: K = cg*KH*KW copies of every pixel) into outputs PW apart; their first OW columns are the output. */
+static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
+                                EK_T *scratch, int act, EK_T act_a, EK_T act_b)
+{
+    const size_t cg = d->c / d->group, mg = d->m / d->group, IH = d->in[1], IW = d->in[2];
+    const size_t OH = d->out[1], OW = d->out[2], PW = ek_conv_band_row(d), rows_in = ek_conv_band_rows_in(d);
+    const size_t pw0 = (size_t)d->pad[2], c0 = pw0 < PW ? pw0 : PW, c1 = pw0 + IW < PW ? pw0 + IW : PW;
+    const size_t K = cg * d->k[1] * d->k[2];
+    EK_T *band = scratch, *out = scratch + cg * rows_in * PW;
+    ek_windows win;
+    size_t oh0, ci, r, m;
+    win.ch_stride = rows_in * PW, win.kh = d->k[1], win.kw = d->k[2];
+    win.row_step = d->dil[1] * PW, win.col_step = d->dil[2];
+    for (oh0 = 0; oh0 < OH; oh0 += d->tile) {
+        const size_t bh = OH - oh0 < d->tile ? OH - oh0 : d->tile, np = (bh - 1) * PW + OW;
+        const size_t rin = bh + (d->k[1] - 1) * d->dil[1];
+        for (ci = 0; ci < cg; ++ci)
+            for (r = 0; r < rin; ++r) {
+                const ptrdiff_t ih = (ptrdiff_t)(oh0 + r) - d->pad[1];
+                EK_T *row = band + (ci * rows_in + r) * PW;
+                size_t c;
+                for (c = 0; c < PW; ++c) row[c] = 0;
+                if (ih >= 0 && ih < (ptrdiff_t)IH && c0 < c1)
+                    memcpy(row + c0, x + (ci * IH + (size_t)ih) * IW + (c0 - pw0), (c1 - c0) * sizeof(EK_T));
+            }
+        EK_FN(gemm_windows)(mg, np, K, w, K, band, &win, bias, out, np, act, act_a, act_b);
+        for (m = 0; m < mg; ++m)
+            for (r = 0; r < bh; ++r) memcpy(y + m * OH * OW + (oh0 + r) * OW, out + m * np + r * PW, OW * sizeof(EK_T));
+    }
+}
+
 #undef EK_DW_BAND
 #undef EK_DW_PLANE
 #undef EK_DW_PHASES
@@ -347,6 +409,8 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
             EK_T *yg = y + (n * d->m + g * mg) * sout;
             if (pointwise) {
                 EK_FN(gemm)(mg, sout, cg, 1, wg, cg, 0, xg, sin, 0, 1, bg, 1, 0, yg, sout, act, act_a, act_b);
+            } else if (ek_conv_by_windows(d)) {
+                EK_FN(conv_windows)(d, xg, wg, bg, yg, scratch, act, act_a, act_b);
             } else if (ek_conv_windows_in_place(d)) {
                 EK_FN(gemm)(mg, sout, kk, 1, wg, kk, 0, xg, d->stride[2], 1, 1, bg, 1, 0, yg, sout, act, act_a, act_b);
             } else if (cg == 1) {

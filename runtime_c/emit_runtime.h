@@ -35,6 +35,19 @@ void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size
                  size_t ldb, int transB, const float *bscale, size_t bscale_ks, size_t bscale_ns, float beta,
                  const float *bias, size_t bias_rs, size_t bias_cs, float *C, size_t ldc, int act, float act_a,
                  float act_b);
+/* B of a stride-1 convolution without im2col: row k = (ci, kh, kw) of the implicit column matrix is the
+ * contiguous window x + ci*ch_stride + kh*row_step + kw*col_step of a zero-padded input whose rows all have
+ * the same length, so column p of every row belongs to the same output position. */
+typedef struct {
+    size_t ch_stride, kh, kw, row_step, col_step;
+} ek_windows;
+/* C = act(A (M x K, row stride lda) times those windows (N columns) + bias[i] per row (bias may be NULL). */
+void ek_sgemm_windows(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *x, const ek_windows *win,
+                      const float *bias, float *C, size_t ldc, int act, float act_a, float act_b);
+/* ek_sgemm_windows for double. */
+void ek_dgemm_windows(size_t M, size_t N, size_t K, const double *A, size_t lda, const double *x,
+                      const ek_windows *win, const double *bias, double *C, size_t ldc, int act, double act_a,
+                      double act_b);
 /* ek_sgemm for double. */
 void ek_dgemm(size_t M, size_t N, size_t K, double alpha, const double *A, size_t lda, int transA,
               const double *B, size_t ldb, int transB, double beta, const double *bias, size_t bias_rs,
@@ -65,7 +78,8 @@ typedef struct {
     size_t stride[3];
     size_t dil[3];
     ptrdiff_t pad[3];      /* padding at the start of each spatial axis (ConvTranspose: may be negative) */
-    size_t tile;           /* pixels per im2col / col2im chunk: scratch holds cols * tile elements */
+    size_t tile;           /* pixels per im2col / col2im chunk (scratch holds cols * tile elements); for a
+                            * stride-1 2-D convolution by windows, output rows per band */
 } ek_conv_desc;
 
 /* Elements of scratch ek_sconv needs for d (0 for 1x1 and depthwise convolutions). */
@@ -145,5 +159,10 @@ int ek_parallel_for(size_t n, ek_range_fn fn, void *ctx);
 int ek_sgemm_parallel(size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, int transA,
                       const float *B, size_t ldb, int transB, float beta, const float *bias, size_t bias_rs,
                       size_t bias_cs, float *C, size_t ldc, int act, float act_a, float act_b);
+
+/* ek_sgemm_windows's arguments: 1 when it computed C split by columns across the pool, 0 when the caller should. */
+int ek_sgemm_windows_parallel(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *x,
+                              const ek_windows *win, const float *bias, float *C, size_t ldc, int act, float act_a,
+                              float act_b);
 
 #endif /* EMIT_RUNTIME_H */

@@ -174,11 +174,13 @@ EK_SMAP(ek_serf, ek_serf1(v))
 #define EK_KC EK_SKC
 #if defined(EK_THREADS) && EK_THREADS > 1
 #define EK_PARALLEL ek_sgemm_parallel /* --threads N: threads.c splits big float GEMMs across its pool */
+#define EK_PARALLEL_WINDOWS ek_sgemm_windows_parallel
 #endif
 #define EK_Q8 1 /* float only: ek_sgemm_q8, B as int8 and scales */
 #include "gemm.c"
 #undef EK_Q8
 #undef EK_PARALLEL
+#undef EK_PARALLEL_WINDOWS
 #undef EK_V
 #undef EK_VL
 #undef EK_T
@@ -259,22 +261,25 @@ void EK_FN(act)(EK_T *y, size_t n, int act, EK_T act_a, EK_T act_b)
     for (i = 0; i < n; ++i) y[i] = EK_FN(act1)(y[i], act, act_a, act_b);
 }
 
+/* one row of a packed panel: dst[j] = src[j] for j < nr, zeros up to EK_NR (a whole row is a constant-trip copy) */
+EK_INLINE void EK_FN(pack_row)(EK_T *dst, const EK_T *src, size_t nr)
+{
+    size_t j;
+    if (nr == EK_NR) {
+        for (j = 0; j < EK_NR; ++j) dst[j] = src[j];
+    } else {
+        for (j = 0; j < nr; ++j) dst[j] = src[j];
+        for (; j < EK_NR; ++j) dst[j] = 0;
+    }
+}
+
 /* bp[k*NR + j] = op(B)[k0 + k, j0 + j] for k < kc, j < nr; columns nr..NR-1 are zero */
 static void EK_FN(pack_b)(EK_T *bp, const EK_T *B, size_t ldb, int transB, size_t k0, size_t kc, size_t j0,
                           size_t nr)
 {
     size_t k, j;
     if (!transB) {
-        for (k = 0; k < kc; ++k) {
-            const EK_T *src = B + (k0 + k) * ldb + j0;
-            EK_T *dst = bp + k * EK_NR;
-            if (nr == EK_NR) {
-                for (j = 0; j < EK_NR; ++j) dst[j] = src[j];
-            } else {
-                for (j = 0; j < nr; ++j) dst[j] = src[j];
-                for (; j < EK_NR; ++j) dst[j] = 0;
-            }
-        }
+        for (k = 0; k < kc; ++k) EK_FN(pack_row)(bp + k * EK_NR, B + (k0 + k) * ldb + j0, nr);
     } else {
         for (j = 0; j < nr; ++j) {
             const EK_T *src = B + (j0 + j) * ldb + k0;
@@ -523,14 +528,31 @@ static void EK_FN(gemm_rows)(size_t M, size_t N, size_t K, EK_T alpha, const EK_
     }
 }
 
-/* where B comes from: float (B), or, in the float build, int8 (Bq) scaled by scale[k * sks + j * sns] */
+/* where B comes from: float (B), or, in the float build, int8 (Bq) scaled by scale[k * sks + j * sns], or the
+ * windows of a convolution's padded input at B (win) */
 typedef struct {
     const EK_T *B;
     const int8_t *Bq;
     const EK_T *scale;
     size_t ldb, sks, sns;
     int transB;
+    const ek_windows *win;
 } EK_FN(bsrc);
+
+/* bp = the panel of the windows: row k = (ci, kh, kw) starts at B + ci*ch_stride + kh*row_step + kw*col_step */
+static void EK_FN(pack_b_windows)(EK_T *bp, const EK_FN(bsrc) *s, size_t k0, size_t kc, size_t j0, size_t nr)
+{
+    const ek_windows *w = s->win;
+    const size_t taps = w->kh * w->kw;
+    size_t ci = k0 / taps, kh = k0 % taps / w->kw, kw = k0 % w->kw, k;
+    for (k = 0; k < kc; ++k) {
+        EK_FN(pack_row)(bp + k * EK_NR, s->B + ci * w->ch_stride + kh * w->row_step + kw * w->col_step + j0, nr);
+        if (++kw == w->kw) {
+            kw = 0;
+            if (++kh == w->kh) kh = 0, ++ci;
+        }
+    }
+}
 
 #ifdef EK_Q8
 /* bp = the panel of op(B) dequantised: (float)Bq * scale (per output column, per k, or one) */
@@ -575,6 +597,9 @@ static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *
                     ek_spack_b_q8(bp, src, k0, kc, j0, nr);
                 else
 #endif
+                if (src->win)
+                    EK_FN(pack_b_windows)(bp, src, k0, kc, j0, nr);
+                else
                     EK_FN(pack_b)(bp, src->B, src->ldb, src->transB, k0, kc, j0, nr);
                 for (i1 = i0; i1 < i0end; i1 += EK_MR) {
                     const size_t mr = i0end - i1 < EK_MR ? i0end - i1 : EK_MR;
@@ -649,7 +674,7 @@ void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t
                  size_t ldb, int transB, EK_T beta, const EK_T *bias, size_t bias_rs, size_t bias_cs, EK_T *C,
                  size_t ldc, int act, EK_T act_a, EK_T act_b)
 {
-    EK_FN(bsrc) src = { 0, 0, 0, 0, 0, 0, 0 };
+    EK_FN(bsrc) src = { 0, 0, 0, 0, 0, 0, 0, 0 };
     const size_t ars = transA ? 1 : lda, acs = transA ? lda : 1;
     size_t i;
 
@@ -684,6 +709,19 @@ void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t
     EK_FN(panels)(M, N, K, alpha, A, ars, acs, &src, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
 }
 
+void EK_FN(gemm_windows)(size_t M, size_t N, size_t K, const EK_T *A, size_t lda, const EK_T *x,
+                         const ek_windows *win, const EK_T *bias, EK_T *C, size_t ldc, int act, EK_T act_a,
+                         EK_T act_b)
+{
+    EK_FN(bsrc) src = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    if (M == 0 || N == 0) return;
+#ifdef EK_PARALLEL_WINDOWS
+    if (EK_PARALLEL_WINDOWS(M, N, K, A, lda, x, win, bias, C, ldc, act, act_a, act_b)) return;
+#endif
+    src.B = x, src.win = win;
+    EK_FN(panels)(M, N, K, 1, A, lda, 1, &src, 1, bias, 1, 0, C, ldc, act, act_a, act_b);
+}
+
 #ifdef EK_Q8
 void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, int transA, const int8_t *B,
                  size_t ldb, int transB, const float *bscale, size_t bscale_ks, size_t bscale_ns, float beta,
@@ -700,7 +738,7 @@ void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size
     /* the packed loop for every shape (fewer rows than a block just leave some unstored): each int8 element is
      * read and scaled once per call, where a dequantised copy would be written and read back at 4 bytes each */
     src.B = NULL, src.Bq = B, src.scale = bscale, src.ldb = ldb, src.sks = bscale_ks, src.sns = bscale_ns;
-    src.transB = transB;
+    src.transB = transB, src.win = NULL;
     ek_spanels(M, N, K, alpha, A, ars, acs, &src, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
 }
 #endif

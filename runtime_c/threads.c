@@ -131,3 +131,36 @@ int ek_sgemm_parallel(size_t M, size_t N, size_t K, float alpha, const float *A,
     j.by_columns = N >= M;
     return ek_parallel_for(j.by_columns ? (N + EK_SPLIT_COLS - 1) / EK_SPLIT_COLS : M, ek_sgemm_part, &j);
 }
+
+typedef struct {
+    size_t M, N, K;
+    const float *A;
+    size_t lda;
+    const float *x;
+    const ek_windows *win;
+    const float *bias;
+    float *C;
+    size_t ldc;
+    int act;
+    float act_a, act_b;
+} ek_windows_job;
+
+/* a block of columns: every window row shifts by the same j0, so x + j0 is the block's B */
+static void ek_windows_part(void *ctx, size_t begin, size_t end)
+{
+    const ek_windows_job *j = (const ek_windows_job *)ctx;
+    const size_t j0 = begin * EK_SPLIT_COLS, j1 = end * EK_SPLIT_COLS < j->N ? end * EK_SPLIT_COLS : j->N;
+    ek_sgemm_windows(j->M, j1 - j0, j->K, j->A, j->lda, j->x + j0, j->win, j->bias, j->C + j0, j->ldc, j->act,
+                     j->act_a, j->act_b);
+}
+
+int ek_sgemm_windows_parallel(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *x,
+                              const ek_windows *win, const float *bias, float *C, size_t ldc, int act, float act_a,
+                              float act_b)
+{
+    ek_windows_job j;
+    if ((double)M * (double)N * (double)K < 2e5 || N < 2 * EK_SPLIT_COLS) return 0;
+    j.M = M, j.N = N, j.K = K, j.A = A, j.lda = lda, j.x = x, j.win = win, j.bias = bias, j.C = C, j.ldc = ldc;
+    j.act = act, j.act_a = act_a, j.act_b = act_b;
+    return ek_parallel_for((N + EK_SPLIT_COLS - 1) / EK_SPLIT_COLS, ek_windows_part, &j);
+}

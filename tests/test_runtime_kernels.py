@@ -354,6 +354,10 @@ CONVS = [
     ("single_channel_5x5", 1, 1, 3, 1, (6, 40), (5, 5), (1, 1), (1, 1), (2, 2), (2, 2)),
     ("depthwise_wide_dilated", 1, 2, 2, 2, (4, 80), (3, 3), (1, 1), (2, 3), (2, 3), (2, 3)),
     ("conv1d", 2, 3, 4, 1, (13,), (4,), (2,), (1,), (1,), (2,)),
+    # stride 1, several input channels: shifted windows of a padded band of rows (bands of `tile` rows), no im2col
+    ("windows_dilated_bands", 2, 4, 6, 2, (17, 27), (3, 2), (1, 1), (2, 3), (2, 0), (1, 3)),
+    ("windows_conv1d", 1, 3, 4, 1, (80,), (5,), (1,), (2,), (3,), (1,)),
+    ("windows_wide_tiles", 1, 5, 19, 1, (9, 70), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     # one input channel, unpadded (an STFT): windows read in place as B^T rows, few columns (dot products)
     ("stft", 2, 1, 9, 1, (70,), (16,), (8,), (1,), (0,), (0,)),
     ("stft_uneven", 1, 1, 5, 1, (37,), (9,), (4,), (1,), (0,), (0,)),
@@ -387,8 +391,12 @@ def test_conv_scratch_sizes(rt):
     d = _desc(rt, 1, 8, 8, 8, (5, 5), (5, 5), (3, 3), (1, 1), (1, 1), (1, 1), 25)
     assert rt.lib.ek_conv_scratch(d) == 0  # depthwise: direct
     d = _desc(rt, 1, 8, 4, 2, (5, 5), (5, 5), (3, 3), (1, 1), (1, 1), (1, 1), 10)
-    assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 10
     assert rt.lib.ek_conv_transpose_scratch(d) == 2 * 9 * 10
+    assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 10  # 5 wide: im2col of 10 pixels at a time
+    # stride 1, 16 wide: by windows, a band of 10 output rows of 16 + 2 padded columns (12 input rows), then the
+    # 2 output channels' rows of that length
+    d = _desc(rt, 1, 8, 4, 2, (16, 16), (16, 16), (3, 3), (1, 1), (1, 1), (1, 1), 10)
+    assert rt.lib.ek_conv_scratch(d) == 4 * 12 * 18 + 2 * (9 * 18 + 16)
 
 
 def test_dconv_vs_numpy(rt):

@@ -53,6 +53,20 @@ class ConvGeometry:
         return all(k == 1 for k in self.k) and all(s == 1 for s in self.stride) and not any(self.pad) \
             and self.inp == self.out
 
+    def by_windows(self) -> bool:
+        """conv.c's ek_conv_by_windows: a 2-D (or 1-D) stride-1 convolution of more than one input channel per
+        group, with output rows 8 times longer than the kernel's padding, runs on shifted windows of a padded band
+        of input rows, without im2col."""
+        return self.c // self.group > 1 and not self.pointwise() and self.inp[0] == 1 and self.out[0] == 1 \
+            and self.k[0] == 1 and self.pad[0] == 0 and self.stride[1] == 1 and self.stride[2] == 1 \
+            and self.pad[1] >= 0 and self.pad[2] >= 0 and self.out[2] >= 8 * (self.k[2] - 1) * self.dil[2]
+
+    def band_scratch(self, rows: int) -> int:
+        """conv.c's ek_conv_scratch on the windows path: a band of `rows` output rows."""
+        row = self.out[2] + (self.k[2] - 1) * self.dil[2]
+        rows_in = rows + (self.k[1] - 1) * self.dil[1]
+        return self.c // self.group * rows_in * row + self.m // self.group * ((rows - 1) * row + self.out[2])
+
 
 def _pad3(v: list[int], fill: int) -> list[int]:
     return [fill] * (3 - len(v)) + [int(x) for x in v]
@@ -134,11 +148,15 @@ def _emit_conv(ctx: Lowering, transpose: bool) -> None:
     cg, mg = g.c // g.group, g.m // g.group
     if transpose:
         g.tile = _tile(mg * g.kk, int(np.prod(g.inp)))
-        rows = mg * g.kk
+        elements = mg * g.kk * g.tile
+    elif g.by_windows():
+        # output rows per band: the padded input band and the band's outputs within the im2col budget
+        g.tile = max(1, min(g.out[1], IM2COL_BUDGET // max(1, g.band_scratch(2) - g.band_scratch(1))))
+        elements = g.band_scratch(g.tile)
     else:
         g.tile = _tile(cg * g.kk, int(np.prod(g.out)))
-        rows = 0 if g.pointwise() or cg == 1 else cg * g.kk
-    scratch = ctx.scratch(rows * g.tile * dtype.itemsize, dtype) if rows else "NULL"
+        elements = 0 if g.pointwise() or cg == 1 else cg * g.kk * g.tile
+    scratch = ctx.scratch(elements * dtype.itemsize, dtype) if elements else "NULL"
     ctx.kernel("gemm")
     ctx.kernel("conv")
     fn = f"ek_{s}conv_transpose" if transpose else f"ek_{s}conv"
