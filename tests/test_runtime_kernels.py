@@ -358,6 +358,7 @@ CONVS = [
     ("windows_dilated_bands", 2, 4, 6, 2, (17, 27), (3, 2), (1, 1), (2, 3), (2, 0), (1, 3)),
     ("windows_conv1d", 1, 3, 4, 1, (80,), (5,), (1,), (2,), (3,), (1,)),
     ("windows_wide_tiles", 1, 5, 19, 1, (9, 70), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("windows_unpadded", 1, 32, 64, 1, (23, 23), (3, 3), (1, 1), (1, 1), (0, 0), (0, 0)),
     # one input channel, unpadded (an STFT): windows read in place as B^T rows, few columns (dot products)
     ("stft", 2, 1, 9, 1, (70,), (16,), (8,), (1,), (0,), (0,)),
     ("stft_uneven", 1, 1, 5, 1, (37,), (9,), (4,), (1,), (0,), (0,)),
