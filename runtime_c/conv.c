@@ -434,7 +434,7 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
 static void EK_FN(col2im)(const ek_conv_desc *d, size_t mg, const EK_T *col, EK_T *y, size_t p0, size_t pt)
 {
     const size_t IH = d->in[1], IW = d->in[2];
-    const size_t OD = d->out[0], OH = d->out[1], OW = d->out[2];
+    const size_t OD = d->out[0], OH = d->out[1], OW = d->out[2], sw = d->stride[2];
     size_t mi, kd, kh, kw;
     const EK_T *src = col;
     for (mi = 0; mi < mg; ++mi) {
@@ -455,7 +455,18 @@ static void EK_FN(col2im)(const ek_conv_desc *d, size_t mg, const EK_T *col, EK_
                             EK_T *yr = ym + ((size_t)od * OH + (size_t)oh) * OW;
                             const size_t a = lo > iw ? lo - iw : 0;
                             const size_t b = hi > iw ? (hi - iw < seg ? hi - iw : seg) : 0;
-                            for (t = a; t < b; ++t) yr[(ptrdiff_t)((iw + t) * d->stride[2]) + offw] += src[t];
+                            if (b > a) { /* over locals with a constant stride, as im2col (stores to yr
+                                          * would otherwise reload d->stride every element) */
+                                EK_T *out = yr + ((ptrdiff_t)((iw + a) * sw) + offw);
+                                const EK_T *in = src + a;
+                                const size_t len = b - a;
+                                if (sw == 1)
+                                    for (t = 0; t < len; ++t) out[t] += in[t];
+                                else if (sw == 2)
+                                    for (t = 0; t < len; ++t) out[2 * t] += in[t];
+                                else
+                                    for (t = 0; t < len; ++t) out[t * sw] += in[t];
+                            }
                         }
                         src += seg;
                         q += seg;

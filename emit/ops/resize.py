@@ -159,6 +159,46 @@ def _table(name: str, ctype: str, values, dtype) -> str:
     return f"static const {ctype} {name}[{max(len(np.asarray(values).ravel()), 1)}] = {{ {items} }};"
 
 
+def _replication(in_shape: tuple[int, ...], out_shape: tuple[int, ...], axes: list[AxisTaps | None],
+                 in_st: list[int]) -> tuple[int, int] | None:
+    """(fh, fw) when the resize repeats every element of the last two axes fh x fw times (nearest upsampling by
+    whole factors, where output i reads input i // f) and keeps the other axes; else None."""
+    if len(in_shape) < 2 or any(t is not None for t in axes[:-2]):
+        return None
+    factors = []
+    for a in (len(in_shape) - 2, len(in_shape) - 1):
+        t = axes[a]
+        if t is None:
+            factors.append(1)
+            continue
+        f = out_shape[a] // in_shape[a]
+        if t.weights is not None or t.extrap is not None or f * in_shape[a] != out_shape[a] or \
+                not np.array_equal(np.asarray(t.offsets).reshape(-1), (np.arange(out_shape[a]) // f) * in_st[a]):
+            return None
+        factors.append(f)
+    return factors[0], factors[1]
+
+
+def _replicate(ctx: Lowering, in_shape: tuple[int, ...], factors: tuple[int, int]) -> str:
+    """Nearest upsampling by whole factors: each input row's elements repeated fw times into one output row, which
+    is then copied fh - 1 times (the gather through offset tables ran one scalar load per output element)."""
+    x, y = ctx.input(0), ctx.output(0)
+    ct = y.ctype
+    fh, fw = factors
+    ih_n, iw_n = in_shape[-2], in_shape[-1]
+    ow_n = iw_n * fw
+    planes = int(np.prod(in_shape[:-2], dtype=np.int64))
+    stores = " ".join(f"row[iw * {fw} + {k}] = v;" for k in range(fw))
+    lines = [f"for (size_t c = 0; c < {planes * ih_n}; ++c) {{",
+             f"const {ct} *src = {ctx.ptr(x)} + c * {iw_n};",
+             f"{ct} *row = {ctx.ptr(y)} + c * {fh * ow_n};",
+             f"for (size_t iw = 0; iw < {iw_n}; ++iw) {{ const {ct} v = src[iw]; {stores} }}"]
+    if fh > 1:
+        lines.append(f"for (size_t r = 1; r < {fh}; ++r) memcpy(row + r * {ow_n}, row, {ow_n} * sizeof(*row));")
+    lines.append("}")
+    return "\n".join(lines)
+
+
 def emit_resize(ctx: Lowering, scales: list[float], roi: list[float] | None, p: Params) -> None:
     x, y = ctx.input(0), ctx.output(0)
     dt = np.dtype(x.dtype)
@@ -183,6 +223,10 @@ def emit_resize(ctx: Lowering, scales: list[float], roi: list[float] | None, p: 
         else:
             axes.append(axis_taps(p, in_shape[a], out_shape[a], scales[a], ar, in_st[a]))
 
+    factors = _replication(in_shape, out_shape, axes, in_st)
+    if factors is not None:
+        ctx.emit(_replicate(ctx, in_shape, factors))
+        return
     acc_t = c_type(dt) if dt.kind == "f" else "double"
     acc_dt = dt if dt.kind == "f" else np.dtype(np.float64)
     off_max = max([x.size] + [int(t.offsets.max()) for t in axes if t is not None])
