@@ -53,7 +53,11 @@ def _pool(ctx: Lowering, kind: str) -> None:
     ct = y.ctype
     planes = int(x.shape[0] * x.shape[1])
     sin, sout = int(np.prod(ins)), int(np.prod(outs))
-    if kind == "max" and nsp == 2 and not ctx.has_output(1) and dil == [1, 1]:
+    # separable when it saves compares: rows then columns cost IH*OW*KW + OH*OW*KH, windows OH*OW*KH*KW (a 3x3
+    # stride-2 pool does the same work both ways, and the window loop was faster there: no scratch pass)
+    separable_cost = ins[0] * outs[1] * kernel[1] + outs[0] * outs[1] * kernel[0] if nsp == 2 else 0
+    if kind == "max" and nsp == 2 and not ctx.has_output(1) and dil == [1, 1] and \
+            4 * separable_cost < 3 * sout * kernel[0] * kernel[1]:
         ctx.emit(_indent(_max_pool_separable(ctx, dt, planes, ins, outs, kernel, st, begin)))
         return
     in_st = strides(tuple(ins))
