@@ -54,6 +54,13 @@ static size_t ek_conv_band_rows_in(const ek_conv_desc *d)
     return d->tile + (d->k[1] - 1) * d->dil[1];
 }
 
+/* [*c0, *c1): the columns of a row padded by pad at the start to len that hold the in input pixels */
+static void ek_conv_padded_cols(size_t pad, size_t in, size_t len, size_t *c0, size_t *c1)
+{
+    *c0 = pad < len ? pad : len;
+    *c1 = pad + in < len ? pad + in : len;
+}
+
 size_t ek_conv_scratch(const ek_conv_desc *d)
 {
     const size_t cg = d->c / d->group;
@@ -191,6 +198,15 @@ static void EK_FN(dw_row)(EK_T *y, const EK_T *xs, const EK_T *w, size_t kw_coun
     }
 }
 
+/* row[0, len) = zeros, with input row xr (NULL: a row of the padding) at its columns [c0, c1) (column c is
+ * xr[c - pad]): a padded row of the banded depthwise and windows paths */
+static void EK_FN(padded_row)(EK_T *row, size_t len, const EK_T *xr, size_t pad, size_t c0, size_t c1)
+{
+    size_t c;
+    for (c = 0; c < len; ++c) row[c] = 0;
+    if (xr && c0 < c1) memcpy(row + c0, xr + (c0 - pad), (c1 - c0) * sizeof(EK_T));
+}
+
 #ifndef EK_DW_BAND /* elements of each of the two stack buffers of the banded path: padded input rows, outputs */
 #if defined(__arm__) && !defined(__aarch64__)
 #define EK_DW_BAND 512 /* 32-bit Arm (Cortex-M): keep the stack frame at 4 KiB */
@@ -235,6 +251,7 @@ static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w,
     const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], S = d->stride[2], K = d->k[2];
     const size_t PW = (OW - 1) * S + K; /* the padded row the outputs read */
     const size_t WS = (PW + 1) / 2;     /* stride 2: a row of one column phase */
+    const size_t pw = (size_t)d->pad[2];
     EK_T xp[EK_DW_BAND], yp[EK_DW_BAND];
     size_t band, oh0, r, c, c0, c1, oh, q, nq, kh, kw, hs = 0;
     int phases;
@@ -248,26 +265,20 @@ static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w,
         band = EK_DW_BAND / (4 * WS) - K / 2; /* the 4 phase planes of band + K/2 rows fit xp */
     else
         band = (EK_DW_BAND / PW - K) / S + 1; /* output rows whose (band-1)*S+K input rows fit xp; yp fits too */
-    /* the padded columns [c0, c1) that hold input pixels */
-    c0 = (size_t)d->pad[2] < PW ? (size_t)d->pad[2] : PW;
-    c1 = (size_t)d->pad[2] + IW < PW ? (size_t)d->pad[2] + IW : PW;
+    ek_conv_padded_cols(pw, IW, PW, &c0, &c1);
     for (oh0 = 0; oh0 < OH; oh0 += band) {
         const size_t bh = OH - oh0 < band ? OH - oh0 : band, rows = (bh - 1) * S + K;
         const size_t lp = phases ? WS : PW; /* the row length of the band's outputs in yp */
         if (phases) hs = (rows + 1) / 2;
         for (r = 0; r < rows; ++r) {
             const ptrdiff_t ih = (ptrdiff_t)(oh0 * S + r) - d->pad[1];
-            const int inside = ih >= 0 && ih < (ptrdiff_t)IH && c0 < c1;
-            const EK_T *xr = inside ? x + (size_t)ih * IW : x; /* padded column c is xr[c - pw] */
-            const size_t pw = (size_t)d->pad[2];
+            const EK_T *xr = ih >= 0 && ih < (ptrdiff_t)IH ? x + (size_t)ih * IW : NULL; /* column c: xr[c - pw] */
             if (!phases) {
-                EK_T *row = xp + r * PW;
-                for (c = 0; c < PW; ++c) row[c] = 0;
-                if (inside) memcpy(row + c0, xr + (c0 - pw), (c1 - c0) * sizeof(EK_T));
+                EK_FN(padded_row)(xp + r * PW, PW, xr, pw, c0, c1);
             } else { /* stride 2: the row split into its even and odd columns, in the planes of its row parity */
                 EK_T *even = xp + ((r & 1) * 2 * hs + r / 2) * WS, *odd = even + hs * WS;
                 for (c = 0; c < WS; ++c) even[c] = 0, odd[c] = 0;
-                if (inside) { /* loops over the output index, so they vectorise: column c = 2j (even), 2j+1 (odd) */
+                if (xr) { /* loops over the output index, so they vectorise: column c = 2j (even), 2j+1 (odd) */
                     for (c = (c0 + 1) / 2; c < (c1 + 1) / 2; ++c) even[c] = xr[2 * c - pw];
                     for (c = c0 / 2; c < c1 / 2; ++c) odd[c] = xr[2 * c + 1 - pw];
                 }
@@ -363,11 +374,11 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
 {
     const size_t cg = d->c / d->group, mg = d->m / d->group, IH = d->in[1], IW = d->in[2];
     const size_t OH = d->out[1], OW = d->out[2], PW = ek_conv_band_row(d), rows_in = ek_conv_band_rows_in(d);
-    const size_t pw0 = (size_t)d->pad[2], c0 = pw0 < PW ? pw0 : PW, c1 = pw0 + IW < PW ? pw0 + IW : PW;
-    const size_t K = cg * d->k[1] * d->k[2];
+    const size_t pw0 = (size_t)d->pad[2], K = cg * d->k[1] * d->k[2];
     EK_T *band = scratch, *out = scratch + cg * rows_in * PW;
     ek_windows win;
-    size_t oh0, ci, r, m;
+    size_t oh0, ci, r, m, c0, c1;
+    ek_conv_padded_cols(pw0, IW, PW, &c0, &c1);
     win.ch_stride = rows_in * PW, win.kh = d->k[1], win.kw = d->k[2];
     win.row_step = d->dil[1] * PW, win.col_step = d->dil[2];
     for (oh0 = 0; oh0 < OH; oh0 += d->tile) {
@@ -376,11 +387,8 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
         for (ci = 0; ci < cg; ++ci)
             for (r = 0; r < rin; ++r) {
                 const ptrdiff_t ih = (ptrdiff_t)(oh0 + r) - d->pad[1];
-                EK_T *row = band + (ci * rows_in + r) * PW;
-                size_t c;
-                for (c = 0; c < PW; ++c) row[c] = 0;
-                if (ih >= 0 && ih < (ptrdiff_t)IH && c0 < c1)
-                    memcpy(row + c0, x + (ci * IH + (size_t)ih) * IW + (c0 - pw0), (c1 - c0) * sizeof(EK_T));
+                EK_FN(padded_row)(band + (ci * rows_in + r) * PW, PW,
+                                  ih >= 0 && ih < (ptrdiff_t)IH ? x + (ci * IH + (size_t)ih) * IW : NULL, pw0, c0, c1);
             }
         EK_FN(gemm_windows)(mg, np, K, w, K, band, &win, bias, out, np, act, act_a, act_b);
         for (m = 0; m < mg; ++m)

@@ -290,8 +290,6 @@ static void EK_FN(pack_b)(EK_T *bp, const EK_T *B, size_t ldb, int transB, size_
     }
 }
 
-/* acc = the EK_MR x EK_NR block of products over kc steps of k; rows are A row pointers at k0
- * (acs: their k stride), bp the packed B panel */
 #if EK_VEC
 /* the epilogue micro_c applies in registers: bias[i * bias_rs] per row (or none), then act (none, ReLU, Clip) */
 typedef struct {
@@ -325,28 +323,32 @@ static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const
             for (v = 0; v < EK_NV; ++v) c[i][v] += b[v] * a;
         }
     }
-    if (end) /* the last block: bias and activation in registers, before the only store */
+    if (end) { /* the last block: bias and activation in registers, before the only store */
+        const EK_V z = EK_VZERO, lo = z + end->a, hi = z + end->b;
+        typedef __typeof__(z < z) mask; /* the integer vector a comparison gives: selects are bit operations */
         for (i = 0; i < EK_MR; ++i) {
             const EK_T bi = end->bias ? end->bias[i * end->bias_rs] : (EK_T)0;
             for (v = 0; v < EK_NV; ++v) {
-                const EK_V z = EK_VZERO;
                 EK_V t = c[i][v] + bi;
+                mask m;
                 if (end->act == EK_ACT_RELU) { /* x < 0 ? 0 : x, NaN kept, as act1 */
-                    t = (EK_V)((__typeof__(t < t))t & ~(t < z));
+                    t = (EK_V)((mask)t & ~(t < z));
                 } else if (end->act == EK_ACT_CLIP) { /* min(max(x, a), b) as act1: NaN kept */
-                    const EK_V lo = z + end->a, hi = z + end->b;
-                    __typeof__(t < t) m = t < lo;
-                    t = (EK_V)(((__typeof__(t < t))lo & m) | ((__typeof__(t < t))t & ~m));
+                    m = t < lo;
+                    t = (EK_V)(((mask)lo & m) | ((mask)t & ~m));
                     m = t > hi;
-                    t = (EK_V)(((__typeof__(t < t))hi & m) | ((__typeof__(t < t))t & ~m));
+                    t = (EK_V)(((mask)hi & m) | ((mask)t & ~m));
                 }
                 c[i][v] = t;
             }
         }
+    }
     for (i = 0; i < EK_MR; ++i)
         for (v = 0; v < EK_NV; ++v) memcpy(C + i * ldc + v * EK_VL, &c[i][v], sizeof c[i][v]);
 }
 #else
+/* acc = the EK_MR x EK_NR block of products over kc steps of k; rows are A row pointers at k0
+ * (acs: their k stride), bp the packed B panel */
 static void EK_FN(micro)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T acc[EK_MR][EK_NR])
 {
     size_t i, j, k;

@@ -96,6 +96,7 @@ typedef struct {
     size_t ldc;
     int act;
     float act_a, act_b;
+    const ek_windows *win; /* non-NULL: ek_sgemm_windows over B = x (alpha = beta = 1, a bias per row) */
     int by_columns;
 } ek_sgemm_job;
 
@@ -106,9 +107,13 @@ static void ek_sgemm_part(void *ctx, size_t begin, size_t end)
     const ek_sgemm_job *j = (const ek_sgemm_job *)ctx;
     if (j->by_columns) {
         const size_t j0 = begin * EK_SPLIT_COLS, j1 = end * EK_SPLIT_COLS < j->N ? end * EK_SPLIT_COLS : j->N;
-        ek_sgemm(j->M, j1 - j0, j->K, j->alpha, j->A, j->lda, j->transA, j->transB ? j->B + j0 * j->ldb : j->B + j0,
-                        j->ldb, j->transB, j->beta, j->bias ? j->bias + j0 * j->bias_cs : NULL, j->bias_rs, j->bias_cs,
-                        j->C + j0, j->ldc, j->act, j->act_a, j->act_b);
+        if (j->win) /* every window row shifts by the same j0, so x + j0 is the block's B */
+            ek_sgemm_windows(j->M, j1 - j0, j->K, j->A, j->lda, j->B + j0, j->win, j->bias, j->C + j0, j->ldc, j->act,
+                             j->act_a, j->act_b);
+        else
+            ek_sgemm(j->M, j1 - j0, j->K, j->alpha, j->A, j->lda, j->transA, j->transB ? j->B + j0 * j->ldb : j->B + j0,
+                     j->ldb, j->transB, j->beta, j->bias ? j->bias + j0 * j->bias_cs : NULL, j->bias_rs, j->bias_cs,
+                     j->C + j0, j->ldc, j->act, j->act_a, j->act_b);
     } else {
         ek_sgemm(end - begin, j->N, j->K, j->alpha, j->transA ? j->A + begin : j->A + begin * j->lda, j->lda,
                         j->transA, j->B, j->ldb, j->transB, j->beta, j->bias ? j->bias + begin * j->bias_rs : NULL,
@@ -126,41 +131,20 @@ int ek_sgemm_parallel(size_t M, size_t N, size_t K, float alpha, const float *A,
         return 0;
     j.M = M, j.N = N, j.K = K, j.alpha = alpha, j.A = A, j.lda = lda, j.transA = transA, j.B = B, j.ldb = ldb;
     j.transB = transB, j.beta = beta, j.bias = bias, j.bias_rs = bias_rs, j.bias_cs = bias_cs, j.C = C, j.ldc = ldc;
-    j.act = act, j.act_a = act_a, j.act_b = act_b;
+    j.act = act, j.act_a = act_a, j.act_b = act_b, j.win = NULL;
     /* split the longer side: each thread then packs only its own columns of B (or rows of A) */
     j.by_columns = N >= M;
     return ek_parallel_for(j.by_columns ? (N + EK_SPLIT_COLS - 1) / EK_SPLIT_COLS : M, ek_sgemm_part, &j);
-}
-
-typedef struct {
-    size_t M, N, K;
-    const float *A;
-    size_t lda;
-    const float *x;
-    const ek_windows *win;
-    const float *bias;
-    float *C;
-    size_t ldc;
-    int act;
-    float act_a, act_b;
-} ek_windows_job;
-
-/* a block of columns: every window row shifts by the same j0, so x + j0 is the block's B */
-static void ek_windows_part(void *ctx, size_t begin, size_t end)
-{
-    const ek_windows_job *j = (const ek_windows_job *)ctx;
-    const size_t j0 = begin * EK_SPLIT_COLS, j1 = end * EK_SPLIT_COLS < j->N ? end * EK_SPLIT_COLS : j->N;
-    ek_sgemm_windows(j->M, j1 - j0, j->K, j->A, j->lda, j->x + j0, j->win, j->bias, j->C + j0, j->ldc, j->act,
-                     j->act_a, j->act_b);
 }
 
 int ek_sgemm_windows_parallel(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *x,
                               const ek_windows *win, const float *bias, float *C, size_t ldc, int act, float act_a,
                               float act_b)
 {
-    ek_windows_job j;
+    ek_sgemm_job j; /* ek_sgemm_parallel's job, split by columns only: the windows are B */
     if ((double)M * (double)N * (double)K < 2e5 || N < 2 * EK_SPLIT_COLS) return 0;
-    j.M = M, j.N = N, j.K = K, j.A = A, j.lda = lda, j.x = x, j.win = win, j.bias = bias, j.C = C, j.ldc = ldc;
-    j.act = act, j.act_a = act_a, j.act_b = act_b;
-    return ek_parallel_for((N + EK_SPLIT_COLS - 1) / EK_SPLIT_COLS, ek_windows_part, &j);
+    j.M = M, j.N = N, j.K = K, j.alpha = 1, j.A = A, j.lda = lda, j.transA = 0, j.B = x, j.ldb = 0, j.transB = 0;
+    j.beta = 1, j.bias = bias, j.bias_rs = 1, j.bias_cs = 0, j.C = C, j.ldc = ldc;
+    j.act = act, j.act_a = act_a, j.act_b = act_b, j.win = win, j.by_columns = 1;
+    return ek_parallel_for((N + EK_SPLIT_COLS - 1) / EK_SPLIT_COLS, ek_sgemm_part, &j);
 }
