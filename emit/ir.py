@@ -180,5 +180,20 @@ class Program:
             buf = self.buffers[buf.view_of]
         return buf
 
+    def weight_value(self, name: str) -> np.ndarray | None:
+        """The constant value of `name`, if it is a weight with data."""
+        if not name:
+            return None
+        b = self.buffers[name]
+        return b.data if b.storage == WEIGHT and b.data is not None else None
+
+    def add_weight(self, like: str, value: np.ndarray, suffix: str) -> str:
+        """A new weight buffer holding `value`, named after `like` (the old one may be shared): its name."""
+        name, k = f"{like}{suffix}", 1
+        while name in self.buffers:
+            name, k = f"{like}{suffix}{k}", k + 1
+        self.buffers[name] = Buffer(name, value.dtype, tuple(value.shape), WEIGHT, data=value)
+        return name
+
     def weight_bytes(self) -> int:
         return sum(b.nbytes for b in self.buffers.values() if b.storage == WEIGHT)

@@ -390,7 +390,7 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
                 EK_FN(padded_row)(band + (ci * rows_in + r) * PW, PW,
                                   ih >= 0 && ih < (ptrdiff_t)IH ? x + (ci * IH + (size_t)ih) * IW : NULL, pw0, c0, c1);
             }
-        EK_FN(gemm_windows)(mg, np, K, w, K, band, &win, bias, out, np, act, act_a, act_b);
+        EK_FN(gemm_conv)(mg, np, K, w, d->packed, band, 0, &win, bias, out, np, act, act_a, act_b);
         for (m = 0; m < mg; ++m)
             for (r = 0; r < bh; ++r) memcpy(y + m * OH * OW + (oh0 + r) * OW, out + m * np + r * PW, OW * sizeof(EK_T));
     }
@@ -407,16 +407,18 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
     const size_t kk = d->k[0] * d->k[1] * d->k[2];
     const size_t sin = d->in[0] * d->in[1] * d->in[2], sout = d->out[0] * d->out[1] * d->out[2];
     const int pointwise = ek_conv_pointwise(d);
+    /* packed weights: each group's rows padded to whole EK_PACK_ROWS groups */
+    const size_t wrows = d->packed ? (mg + EK_PACK_ROWS - 1) / EK_PACK_ROWS * EK_PACK_ROWS : mg;
     size_t n, g, j, p0;
     if (sout == 0 || mg == 0) return;
     for (n = 0; n < d->n; ++n) {
         for (g = 0; g < d->group; ++g) {
             const EK_T *xg = x + (n * d->c + g * cg) * sin;
-            const EK_T *wg = w + g * mg * cg * kk;
+            const EK_T *wg = w + g * wrows * cg * kk;
             const EK_T *bg = bias ? bias + g * mg : bias;
             EK_T *yg = y + (n * d->m + g * mg) * sout;
             if (pointwise) {
-                EK_FN(gemm)(mg, sout, cg, 1, wg, cg, 0, xg, sin, 0, 1, bg, 1, 0, yg, sout, act, act_a, act_b);
+                EK_FN(gemm_conv)(mg, sout, cg, wg, d->packed, xg, sin, NULL, bg, yg, sout, act, act_a, act_b);
             } else if (ek_conv_by_windows(d)) {
                 EK_FN(conv_windows)(d, xg, wg, bg, yg, scratch, act, act_a, act_b);
             } else if (ek_conv_windows_in_place(d)) {
@@ -430,8 +432,8 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
                 for (p0 = 0; p0 < sout; p0 += d->tile) {
                     const size_t pt = sout - p0 < d->tile ? sout - p0 : d->tile;
                     EK_FN(im2col)(d, cg, xg, scratch, p0, pt);
-                    EK_FN(gemm)(mg, pt, cg * kk, 1, wg, cg * kk, 0, scratch, pt, 0, 1, bg, 1, 0, yg + p0, sout, act,
-                                act_a, act_b);
+                    EK_FN(gemm_conv)(mg, pt, cg * kk, wg, d->packed, scratch, pt, NULL, bg, yg + p0, sout, act, act_a,
+                                     act_b);
                 }
             }
         }

@@ -41,13 +41,18 @@ void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size
 typedef struct {
     size_t ch_stride, kh, kw, row_step, col_step;
 } ek_windows;
-/* C = act(A (M x K, row stride lda) times those windows (N columns) + bias[i] per row (bias may be NULL). */
-void ek_sgemm_windows(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *x, const ek_windows *win,
-                      const float *bias, float *C, size_t ldc, int act, float act_a, float act_b);
-/* ek_sgemm_windows for double. */
-void ek_dgemm_windows(size_t M, size_t N, size_t K, const double *A, size_t lda, const double *x,
-                      const ek_windows *win, const double *bias, double *C, size_t ldc, int act, double act_a,
-                      double act_b);
+/* Weights packed at export time for the GEMM's micro-kernel: an M x K matrix as ceil(M / EK_PACK_ROWS) groups of
+ * EK_PACK_ROWS rows, the last padded with zero rows, each group stored k-major: element (i, k) at
+ * (i / EK_PACK_ROWS) * EK_PACK_ROWS * K + k * EK_PACK_ROWS + i % EK_PACK_ROWS (emit/passes/pack_weights.py). */
+#define EK_PACK_ROWS 8
+/* A convolution's product: C = act(A B + bias[i] per row) (bias may be NULL), A = M x K weights, row-major or (if
+ * a_packed) packed as above; B = K x N with row stride ldb, or the windows win of x = B if win is not NULL. */
+void ek_sgemm_conv(size_t M, size_t N, size_t K, const float *A, int a_packed, const float *B, size_t ldb,
+                   const ek_windows *win, const float *bias, float *C, size_t ldc, int act, float act_a, float act_b);
+/* ek_sgemm_conv for double. */
+void ek_dgemm_conv(size_t M, size_t N, size_t K, const double *A, int a_packed, const double *B, size_t ldb,
+                   const ek_windows *win, const double *bias, double *C, size_t ldc, int act, double act_a,
+                   double act_b);
 /* ek_sgemm for double. */
 void ek_dgemm(size_t M, size_t N, size_t K, double alpha, const double *A, size_t lda, int transA,
               const double *B, size_t ldb, int transB, double beta, const double *bias, size_t bias_rs,
@@ -80,6 +85,8 @@ typedef struct {
     ptrdiff_t pad[3];      /* padding at the start of each spatial axis (ConvTranspose: may be negative) */
     size_t tile;           /* pixels per im2col / col2im chunk (scratch holds cols * tile elements); for a
                             * stride-1 2-D convolution by windows, output rows per band */
+    int packed;            /* Conv: w packed for the GEMM (EK_PACK_ROWS), each group's m/group rows on their own;
+                            * never for a convolution of one input channel per group that is not 1x1 */
 } ek_conv_desc;
 
 /* Elements of scratch ek_sconv needs for d (0 for 1x1 and depthwise convolutions). */
@@ -147,8 +154,11 @@ uint8_t ek_f32_to_e8m0(float f, int saturate, int round_mode);
  * EK_WEIGHTS_* code; reads nothing past blob + n. */
 int ek_check_weights(const unsigned char *blob, size_t n, const unsigned char hash[32], uint32_t dtype,
                      uint64_t payload_bytes);
-/* y = scale[c] * q for q laid out [outer, channels, inner] (per-channel symmetric int8) */
-void ek_expand_i8(const int8_t *q, const float *scale, float *y, size_t outer, size_t channels, size_t inner);
+/* y = scale[o / block * channels + c] * q for q laid out [outer, channels, inner] (per-channel symmetric int8): one row
+ * of scales for every `block` outer indices (block = outer: one row; a packed Conv weight [rows, K, EK_PACK_ROWS]
+ * has a row per EK_PACK_ROWS output channels, block = K) */
+void ek_expand_i8(const int8_t *q, const float *scale, float *y, size_t outer, size_t channels, size_t inner,
+                  size_t block);
 
 /* ---- threads.c: only in builds exported with --threads N (compiled with -DEK_THREADS=N -pthread) ---- */
 typedef void (*ek_range_fn)(void *ctx, size_t begin, size_t end);
@@ -160,9 +170,10 @@ int ek_sgemm_parallel(size_t M, size_t N, size_t K, float alpha, const float *A,
                       const float *B, size_t ldb, int transB, float beta, const float *bias, size_t bias_rs,
                       size_t bias_cs, float *C, size_t ldc, int act, float act_a, float act_b);
 
-/* ek_sgemm_windows's arguments: 1 when it computed C split by columns across the pool, 0 when the caller should. */
-int ek_sgemm_windows_parallel(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *x,
-                              const ek_windows *win, const float *bias, float *C, size_t ldc, int act, float act_a,
-                              float act_b);
+/* ek_sgemm_conv's arguments (A packed or B windows; plain ones go to ek_sgemm_parallel): 1 when it computed C split
+ * across the pool, 0 when the caller should. */
+int ek_sgemm_conv_parallel(size_t M, size_t N, size_t K, const float *A, int a_packed, const float *B, size_t ldb,
+                           const ek_windows *win, const float *bias, float *C, size_t ldc, int act, float act_a,
+                           float act_b);
 
 #endif /* EMIT_RUNTIME_H */

@@ -1,9 +1,10 @@
 /* onnx-emit runtime: GEMM with a fused bias + activation epilogue (ek_sgemm, ek_dgemm).
  *
  * Portable C99: C is computed in EK_MR x EK_NR register blocks (explicit vectors as wide as the target's
- * with the GCC/clang vector extensions, plain constant-trip loops otherwise); B is packed per (KC x NR)
- * panel into a stack buffer (KC * NR elements) so the block loop reads it contiguously whatever B's layout
- * (this is also what makes transB cheap); A is read in place through (row, column) strides.
+ * with the GCC/clang vector extensions, plain constant-trip loops otherwise). B's whole (KC x NR) panels are read
+ * in place when B is row-major (or a convolution's windows); transposed, int8 or edge panels are packed into a
+ * stack buffer (KC * NR elements) first. A is read in place through (row, column) strides, or, for a
+ * convolution's weights, in the layout they were packed into at export time (EK_PACK_ROWS).
  * Loop order: K blocks, then MC-row blocks of A (which stay in L2), then NR-column panels of B
  * (L1). With fewer than EK_MR rows (matrix-vector products) C is computed row by row instead.
  *
@@ -174,13 +175,13 @@ EK_SMAP(ek_serf, ek_serf1(v))
 #define EK_KC EK_SKC
 #if defined(EK_THREADS) && EK_THREADS > 1
 #define EK_PARALLEL ek_sgemm_parallel /* --threads N: threads.c splits big float GEMMs across its pool */
-#define EK_PARALLEL_WINDOWS ek_sgemm_windows_parallel
+#define EK_PARALLEL_CONV ek_sgemm_conv_parallel
 #endif
 #define EK_Q8 1 /* float only: ek_sgemm_q8, B as int8 and scales */
 #include "gemm.c"
 #undef EK_Q8
 #undef EK_PARALLEL
-#undef EK_PARALLEL_WINDOWS
+#undef EK_PARALLEL_CONV
 #undef EK_V
 #undef EK_VL
 #undef EK_T
@@ -207,6 +208,9 @@ EK_SMAP(ek_serf, ek_serf1(v))
                    * all (64 rows packed every panel 2-8 times over on conv-sized products: 10-25% slower) */
 #endif
 #define EK_VZERO {0}
+#ifndef EK_IN_PLACE_M
+#define EK_IN_PLACE_M 128
+#endif
 
 /* the activation epilogue on one value; the switch is cheap next to the K multiply-adds before it */
 static EK_T EK_FN(act1)(EK_T v, int act, EK_T a, EK_T b)
@@ -273,21 +277,17 @@ EK_INLINE void EK_FN(pack_row)(EK_T *dst, const EK_T *src, size_t nr)
     }
 }
 
-/* bp[k*NR + j] = op(B)[k0 + k, j0 + j] for k < kc, j < nr; columns nr..NR-1 are zero */
-static void EK_FN(pack_b)(EK_T *bp, const EK_T *B, size_t ldb, int transB, size_t k0, size_t kc, size_t j0,
-                          size_t nr)
+/* bp[k*NR + j] = B^T[k0 + k, j0 + j] for k < kc, j < nr; columns nr..NR-1 are zero (a B without transB is packed
+ * row by row from boff) */
+static void EK_FN(pack_b_trans)(EK_T *bp, const EK_T *B, size_t ldb, size_t k0, size_t kc, size_t j0, size_t nr)
 {
     size_t k, j;
-    if (!transB) {
-        for (k = 0; k < kc; ++k) EK_FN(pack_row)(bp + k * EK_NR, B + (k0 + k) * ldb + j0, nr);
-    } else {
-        for (j = 0; j < nr; ++j) {
-            const EK_T *src = B + (j0 + j) * ldb + k0;
-            for (k = 0; k < kc; ++k) bp[k * EK_NR + j] = src[k];
-        }
-        for (; j < EK_NR; ++j)
-            for (k = 0; k < kc; ++k) bp[k * EK_NR + j] = 0;
+    for (j = 0; j < nr; ++j) {
+        const EK_T *src = B + (j0 + j) * ldb + k0;
+        for (k = 0; k < kc; ++k) bp[k * EK_NR + j] = src[k];
     }
+    for (; j < EK_NR; ++j)
+        for (k = 0; k < kc; ++k) bp[k * EK_NR + j] = 0;
 }
 
 #if EK_VEC
@@ -300,9 +300,13 @@ typedef struct {
 } EK_FN(tile_end);
 
 /* a whole EK_MR x EK_NR tile of C (row stride ldc) += the block's products (= them if first): the accumulators start
- * from C and go back to it, without micro's round trip through an array and a second loop over the tile */
-static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T *C, size_t ldc,
-                           int first, const EK_FN(tile_end) *end)
+ * from C and go back to it, without micro's round trip through an array and a second loop over the tile. A's rows
+ * are rows[i][k * acs], or, packed at export time, ap[k * EK_PACK_ROWS + i] (one line per k: 1-5% on conv layers);
+ * B's row k is bp + k * EK_NR (a packed panel) or, read in place, bp + boff[k]. `packed` and `direct` are constants
+ * in each of micro_c's calls, so each gets a loop of its own. */
+EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs, int packed, const EK_T *ap,
+                                 const EK_T *bp, int direct, const size_t *boff, EK_T *C, size_t ldc, int first,
+                                 const EK_FN(tile_end) *end)
 {
     EK_V c[EK_MR][EK_NV];
     const EK_T *r[EK_MR];
@@ -313,11 +317,13 @@ static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const
             c[i][v] = z;
             if (!first) memcpy(&c[i][v], C + i * ldc + v * EK_VL, sizeof c[i][v]);
         }
-        r[i] = rows[i];
+        r[i] = packed ? ap + i : rows[i];
     }
+    if (packed) acs = EK_PACK_ROWS;
     for (k = 0; k < kc; ++k) {
         EK_V b[EK_NV];
-        for (v = 0; v < EK_NV; ++v) memcpy(&b[v], bp + k * EK_NR + v * EK_VL, sizeof b[v]);
+        const EK_T *bk = direct ? bp + boff[k] : bp + k * EK_NR;
+        for (v = 0; v < EK_NV; ++v) memcpy(&b[v], bk + v * EK_VL, sizeof b[v]);
         for (i = 0; i < EK_MR; ++i) {
             const EK_T a = r[i][k * acs];
             for (v = 0; v < EK_NV; ++v) c[i][v] += b[v] * a;
@@ -345,6 +351,19 @@ static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const
     }
     for (i = 0; i < EK_MR; ++i)
         for (v = 0; v < EK_NV; ++v) memcpy(C + i * ldc + v * EK_VL, &c[i][v], sizeof c[i][v]);
+}
+
+static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *ap, const EK_T *bp,
+                           const size_t *boff, EK_T *C, size_t ldc, int first, const EK_FN(tile_end) *end)
+{
+    if (ap && boff)
+        EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 1, boff, C, ldc, first, end);
+    else if (ap)
+        EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 0, NULL, C, ldc, first, end);
+    else if (boff)
+        EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 1, boff, C, ldc, first, end);
+    else
+        EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end);
 }
 #else
 /* acc = the EK_MR x EK_NR block of products over kc steps of k; rows are A row pointers at k0
@@ -382,9 +401,10 @@ static void EK_FN(finish_row)(EK_T *c, size_t n, EK_T alpha, EK_T beta, const EK
 }
 
 /* one block of C: the products, plus what earlier K blocks left in C; the epilogue after the last */
-static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *bp, EK_T *C, size_t ldc,
-                         size_t mr, size_t nr, int first, int last, EK_T alpha, EK_T beta, const EK_T *bias,
-                         size_t bias_rs, size_t bias_cs, int act, EK_T act_a, EK_T act_b)
+static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *ap, const EK_T *bp,
+                         const size_t *boff, EK_T *C, size_t ldc, size_t mr, size_t nr, int first, int last,
+                         EK_T alpha, EK_T beta, const EK_T *bias, size_t bias_rs, size_t bias_cs, int act, EK_T act_a,
+                         EK_T act_b)
 {
     EK_T acc[EK_MR][EK_NR];
     size_t i, j;
@@ -395,12 +415,12 @@ static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const E
     EK_FN(tile_end) end;
     end.bias = bias, end.bias_rs = bias_rs, end.act = act, end.a = act_a, end.b = act_b;
     if (mr == EK_MR && nr == EK_NR) {
-        EK_FN(micro_c)(kc, rows, acs, bp, C, ldc, first, in_regs ? &end : NULL);
+        EK_FN(micro_c)(kc, rows, acs, ap, bp, boff, C, ldc, first, in_regs ? &end : NULL);
     } else { /* an edge tile through a whole one on the stack: the same operations in the same order, so an element's
               * value does not depend on where the tiles fall (--threads splits them differently) */
         for (i = 0; i < EK_MR; ++i)
             for (j = 0; j < EK_NR; ++j) acc[i][j] = !first && i < mr && j < nr ? C[i * ldc + j] : (EK_T)0;
-        EK_FN(micro_c)(kc, rows, acs, bp, acc[0], EK_NR, first, in_regs ? &end : NULL);
+        EK_FN(micro_c)(kc, rows, acs, ap, bp, boff, acc[0], EK_NR, first, in_regs ? &end : NULL);
         for (i = 0; i < mr; ++i)
             for (j = 0; j < nr; ++j) C[i * ldc + j] = acc[i][j];
     }
@@ -409,6 +429,7 @@ static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const E
             EK_FN(finish_row)(C + i * ldc, nr, alpha, beta, bias ? bias + i * bias_rs : bias, bias_cs, act, act_a,
                               act_b);
 #else
+    (void)ap, (void)boff; /* the rows point into the packed groups too; B is always packed here */
     EK_FN(micro)(kc, rows, acs, bp, acc);
     for (i = 0; i < mr; ++i) {
         EK_T *c = C + i * ldc;
@@ -541,18 +562,24 @@ typedef struct {
     const ek_windows *win;
 } EK_FN(bsrc);
 
-/* bp = the panel of the windows: row k = (ci, kh, kw) starts at B + ci*ch_stride + kh*row_step + kw*col_step */
-static void EK_FN(pack_b_windows)(EK_T *bp, const EK_FN(bsrc) *s, size_t k0, size_t kc, size_t j0, size_t nr)
+/* boff[k] = where row k0 + k of B (not transposed) starts: k * ldb, or for the windows, row (ci, kh, kw) at
+ * ci*ch_stride + kh*row_step + kw*col_step */
+static void EK_FN(b_rows)(size_t *boff, const EK_FN(bsrc) *s, size_t k0, size_t kc)
 {
     const ek_windows *w = s->win;
-    const size_t taps = w->kh * w->kw;
-    size_t ci = k0 / taps, kh = k0 % taps / w->kw, kw = k0 % w->kw, k;
-    for (k = 0; k < kc; ++k) {
-        EK_FN(pack_row)(bp + k * EK_NR, s->B + ci * w->ch_stride + kh * w->row_step + kw * w->col_step + j0, nr);
-        if (++kw == w->kw) {
-            kw = 0;
-            if (++kh == w->kh) kh = 0, ++ci;
+    size_t k;
+    if (w) {
+        const size_t taps = w->kh * w->kw;
+        size_t ci = k0 / taps, kh = k0 % taps / w->kw, kw = k0 % w->kw;
+        for (k = 0; k < kc; ++k) {
+            boff[k] = ci * w->ch_stride + kh * w->row_step + kw * w->col_step;
+            if (++kw == w->kw) {
+                kw = 0;
+                if (++kh == w->kh) kh = 0, ++ci;
+            }
         }
+    } else {
+        for (k = 0; k < kc; ++k) boff[k] = (k0 + k) * s->ldb;
     }
 }
 
@@ -579,36 +606,55 @@ static void ek_spack_b_q8(float *bp, const ek_sbsrc *s, size_t k0, size_t kc, si
 #endif
 
 /* C = act(alpha A op(B) + beta bias) in blocks: K blocks, then up to EK_MC rows of A, then NR-column panels of B,
- * each packed once and used by all those rows (rows past the end repeat the last one and are not stored) */
-static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t ars, size_t acs,
+ * each packed once and used by all those rows (rows past the end repeat the last one and are not stored).
+ * A is read through (ars, acs), or, if apk, packed in groups of EK_PACK_ROWS rows (emit_runtime.h) */
+static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t ars, size_t acs, int apk,
                           const EK_FN(bsrc) *src, EK_T beta, const EK_T *bias, size_t bias_rs, size_t bias_cs, EK_T *C,
                           size_t ldc, int act, EK_T act_a, EK_T act_b)
 {
     EK_T bp[EK_KC * EK_NR];
     const EK_T *rows[EK_MR];
-    size_t k0, i0, i1, j0, i;
+    size_t boff[EK_KC]; /* row k of the K block's B starts at B + boff[k] (plain or windows) */
+    size_t k0, i0, i1, j0, i, k;
+    /* whole panels of a plain or windows B are read in place, not packed, when few row tiles share each panel (M <=
+     * EK_IN_PLACE_M: the copy cost 10-20% there; with more, the packed panel's smaller L1 footprint wins), unless B's
+     * rows are a multiple of 512 bytes apart: then they share a few L1 sets and evict each other */
+    const int by_rows = !src->transB && !src->Bq;
+    const int in_place = EK_VEC && by_rows && M <= EK_IN_PLACE_M && (src->win || src->ldb * sizeof(EK_T) % 512);
+    if (apk) ars = 0, acs = EK_PACK_ROWS;
     for (k0 = 0; k0 < K; k0 += EK_KC) {
         const size_t kc = K - k0 < EK_KC ? K - k0 : EK_KC;
         const int first = k0 == 0, last = k0 + kc == K;
+        if (by_rows) EK_FN(b_rows)(boff, src, k0, kc);
         for (i0 = 0; i0 < M; i0 += EK_MC) {
             const size_t i0end = M - i0 < EK_MC ? M : i0 + EK_MC;
             for (j0 = 0; j0 < N; j0 += EK_NR) {
                 const size_t nr = N - j0 < EK_NR ? N - j0 : EK_NR;
+                const int direct = in_place && nr == EK_NR;
+                if (direct) { /* no copy */
+                } else if (by_rows) {
+                    for (k = 0; k < kc; ++k) EK_FN(pack_row)(bp + k * EK_NR, src->B + boff[k] + j0, nr);
+                } else
 #ifdef EK_Q8
                 if (src->Bq)
                     ek_spack_b_q8(bp, src, k0, kc, j0, nr);
                 else
 #endif
-                if (src->win)
-                    EK_FN(pack_b_windows)(bp, src, k0, kc, j0, nr);
-                else
-                    EK_FN(pack_b)(bp, src->B, src->ldb, src->transB, k0, kc, j0, nr);
+                    EK_FN(pack_b_trans)(bp, src->B, src->ldb, k0, kc, j0, nr);
                 for (i1 = i0; i1 < i0end; i1 += EK_MR) {
                     const size_t mr = i0end - i1 < EK_MR ? i0end - i1 : EK_MR;
-                    for (i = 0; i < EK_MR; ++i)
-                        rows[i] = A + (i < mr ? i1 + i : i1 + mr - 1) * ars + k0 * acs;
-                    EK_FN(block)(kc, rows, acs, bp, C + i1 * ldc + j0, ldc, mr, nr, first, last, alpha, beta,
-                                 bias ? bias + i1 * bias_rs + j0 * bias_cs : bias, bias_rs, bias_cs, act, act_a,
+                    /* a packed tile within one group reads its rows (zero padding past M included) by one pointer */
+                    const EK_T *ap = apk && i1 % EK_PACK_ROWS + EK_MR <= EK_PACK_ROWS
+                                         ? A + i1 / EK_PACK_ROWS * EK_PACK_ROWS * K + k0 * EK_PACK_ROWS +
+                                               i1 % EK_PACK_ROWS
+                                         : NULL;
+                    for (i = 0; i < EK_MR; ++i) {
+                        const size_t r = i < mr ? i1 + i : i1 + mr - 1;
+                        rows[i] = apk ? A + r / EK_PACK_ROWS * EK_PACK_ROWS * K + k0 * EK_PACK_ROWS + r % EK_PACK_ROWS
+                                      : A + r * ars + k0 * acs;
+                    }
+                    EK_FN(block)(kc, rows, acs, ap, direct ? src->B + j0 : bp, direct ? boff : NULL, C + i1 * ldc + j0,
+                                 ldc, mr, nr, first, last, alpha, beta, bias ? bias + i1 * bias_rs + j0 * bias_cs : bias, bias_rs, bias_cs, act, act_a,
                                  act_b);
                 }
             }
@@ -708,20 +754,31 @@ void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t
         return;
     }
     src.B = B, src.ldb = ldb, src.transB = transB;
-    EK_FN(panels)(M, N, K, alpha, A, ars, acs, &src, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
+    EK_FN(panels)(M, N, K, alpha, A, ars, acs, 0, &src, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
 }
 
-void EK_FN(gemm_windows)(size_t M, size_t N, size_t K, const EK_T *A, size_t lda, const EK_T *x,
-                         const ek_windows *win, const EK_T *bias, EK_T *C, size_t ldc, int act, EK_T act_a,
-                         EK_T act_b)
+void EK_FN(gemm_conv)(size_t M, size_t N, size_t K, const EK_T *A, int a_packed, const EK_T *B, size_t ldb,
+                      const ek_windows *win, const EK_T *bias, EK_T *C, size_t ldc, int act, EK_T act_a, EK_T act_b)
 {
     EK_FN(bsrc) src = { 0, 0, 0, 0, 0, 0, 0, 0 };
     if (M == 0 || N == 0) return;
-#ifdef EK_PARALLEL_WINDOWS
-    if (EK_PARALLEL_WINDOWS(M, N, K, A, lda, x, win, bias, C, ldc, act, act_a, act_b)) return;
+    if (!a_packed && !win) { /* a plain product: ek_sgemm's own choice of loops */
+        EK_FN(gemm)(M, N, K, 1, A, K, 0, B, ldb, 0, 1, bias, 1, 0, C, ldc, act, act_a, act_b);
+        return;
+    }
+#ifdef EK_PARALLEL_CONV
+    if (EK_PARALLEL_CONV(M, N, K, A, a_packed, B, ldb, win, bias, C, ldc, act, act_a, act_b)) return;
 #endif
-    src.B = x, src.win = win;
-    EK_FN(panels)(M, N, K, 1, A, lda, 1, &src, 1, bias, 1, 0, C, ldc, act, act_a, act_b);
+    if (K == 0) { /* the epilogue alone: ek_sgemm's (it reads neither A nor B) */
+        EK_FN(gemm)(M, N, 0, 1, A, K, 0, B, ldb, 0, 1, bias, 1, 0, C, ldc, act, act_a, act_b);
+        return;
+    }
+    if (!win && M < EK_MR) { /* fewer rows than a register block: one packed group, which is A^T with lda EK_PACK_ROWS */
+        EK_FN(gemm_rows)(M, N, K, 1, A, 1, EK_PACK_ROWS, B, ldb, 0, 1, bias, 1, 0, C, ldc, act, act_a, act_b);
+        return;
+    }
+    src.B = B, src.ldb = ldb, src.win = win;
+    EK_FN(panels)(M, N, K, 1, A, K, 1, a_packed, &src, 1, bias, 1, 0, C, ldc, act, act_a, act_b);
 }
 
 #ifdef EK_Q8
@@ -741,11 +798,12 @@ void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size
      * read and scaled once per call, where a dequantised copy would be written and read back at 4 bytes each */
     src.B = NULL, src.Bq = B, src.scale = bscale, src.ldb = ldb, src.sks = bscale_ks, src.sns = bscale_ns;
     src.transB = transB, src.win = NULL;
-    ek_spanels(M, N, K, alpha, A, ars, acs, &src, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
+    ek_spanels(M, N, K, alpha, A, ars, acs, 0, &src, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
 }
 #endif
 
 #undef EK_MC
 #undef EK_VZERO
+#undef EK_IN_PLACE_M
 
 #endif

@@ -96,7 +96,8 @@ typedef struct {
     size_t ldc;
     int act;
     float act_a, act_b;
-    const ek_windows *win; /* non-NULL: ek_sgemm_windows over B = x (alpha = beta = 1, a bias per row) */
+    int a_packed;          /* with win: ek_sgemm_conv's arguments (alpha = beta = 1, a bias per row) */
+    const ek_windows *win;
     int by_columns;
 } ek_sgemm_job;
 
@@ -107,13 +108,17 @@ static void ek_sgemm_part(void *ctx, size_t begin, size_t end)
     const ek_sgemm_job *j = (const ek_sgemm_job *)ctx;
     if (j->by_columns) {
         const size_t j0 = begin * EK_SPLIT_COLS, j1 = end * EK_SPLIT_COLS < j->N ? end * EK_SPLIT_COLS : j->N;
-        if (j->win) /* every window row shifts by the same j0, so x + j0 is the block's B */
-            ek_sgemm_windows(j->M, j1 - j0, j->K, j->A, j->lda, j->B + j0, j->win, j->bias, j->C + j0, j->ldc, j->act,
-                             j->act_a, j->act_b);
+        if (j->win || j->a_packed) /* every window row shifts by the same j0, so x + j0 is the block's B too */
+            ek_sgemm_conv(j->M, j1 - j0, j->K, j->A, j->a_packed, j->B + j0, j->ldb, j->win, j->bias, j->C + j0, j->ldc,
+                          j->act, j->act_a, j->act_b);
         else
             ek_sgemm(j->M, j1 - j0, j->K, j->alpha, j->A, j->lda, j->transA, j->transB ? j->B + j0 * j->ldb : j->B + j0,
                      j->ldb, j->transB, j->beta, j->bias ? j->bias + j0 * j->bias_cs : NULL, j->bias_rs, j->bias_cs,
                      j->C + j0, j->ldc, j->act, j->act_a, j->act_b);
+    } else if (j->a_packed) { /* whole groups of packed rows: rows r0.. are packed from A + r0 * K on */
+        const size_t r0 = begin * EK_PACK_ROWS, r1 = end * EK_PACK_ROWS < j->M ? end * EK_PACK_ROWS : j->M;
+        ek_sgemm_conv(r1 - r0, j->N, j->K, j->A + r0 * j->K, 1, j->B, j->ldb, NULL, j->bias ? j->bias + r0 : NULL,
+                      j->C + r0 * j->ldc, j->ldc, j->act, j->act_a, j->act_b);
     } else {
         ek_sgemm(end - begin, j->N, j->K, j->alpha, j->transA ? j->A + begin : j->A + begin * j->lda, j->lda,
                         j->transA, j->B, j->ldb, j->transB, j->beta, j->bias ? j->bias + begin * j->bias_rs : NULL,
@@ -131,20 +136,22 @@ int ek_sgemm_parallel(size_t M, size_t N, size_t K, float alpha, const float *A,
         return 0;
     j.M = M, j.N = N, j.K = K, j.alpha = alpha, j.A = A, j.lda = lda, j.transA = transA, j.B = B, j.ldb = ldb;
     j.transB = transB, j.beta = beta, j.bias = bias, j.bias_rs = bias_rs, j.bias_cs = bias_cs, j.C = C, j.ldc = ldc;
-    j.act = act, j.act_a = act_a, j.act_b = act_b, j.win = NULL;
+    j.act = act, j.act_a = act_a, j.act_b = act_b, j.a_packed = 0, j.win = NULL;
     /* split the longer side: each thread then packs only its own columns of B (or rows of A) */
     j.by_columns = N >= M;
     return ek_parallel_for(j.by_columns ? (N + EK_SPLIT_COLS - 1) / EK_SPLIT_COLS : M, ek_sgemm_part, &j);
 }
 
-int ek_sgemm_windows_parallel(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *x,
-                              const ek_windows *win, const float *bias, float *C, size_t ldc, int act, float act_a,
-                              float act_b)
+int ek_sgemm_conv_parallel(size_t M, size_t N, size_t K, const float *A, int a_packed, const float *B, size_t ldb,
+                           const ek_windows *win, const float *bias, float *C, size_t ldc, int act, float act_a,
+                           float act_b)
 {
-    ek_sgemm_job j; /* ek_sgemm_parallel's job, split by columns only: the windows are B */
-    if ((double)M * (double)N * (double)K < 2e5 || N < 2 * EK_SPLIT_COLS) return 0;
-    j.M = M, j.N = N, j.K = K, j.alpha = 1, j.A = A, j.lda = lda, j.transA = 0, j.B = x, j.ldb = 0, j.transB = 0;
+    ek_sgemm_job j; /* ek_sgemm_parallel's job; the windows are B, so they split by columns only */
+    if ((double)M * (double)N * (double)K < 2e5 || (M < 8 && N < 2 * EK_SPLIT_COLS)) return 0;
+    j.M = M, j.N = N, j.K = K, j.alpha = 1, j.A = A, j.lda = K, j.transA = 0, j.B = B, j.ldb = ldb, j.transB = 0;
     j.beta = 1, j.bias = bias, j.bias_rs = 1, j.bias_cs = 0, j.C = C, j.ldc = ldc;
-    j.act = act, j.act_a = act_a, j.act_b = act_b, j.win = win, j.by_columns = 1;
-    return ek_parallel_for((N + EK_SPLIT_COLS - 1) / EK_SPLIT_COLS, ek_sgemm_part, &j);
+    j.act = act, j.act_a = act_a, j.act_b = act_b, j.a_packed = a_packed, j.win = win, j.by_columns = win || N >= M;
+    return ek_parallel_for(j.by_columns ? (N + EK_SPLIT_COLS - 1) / EK_SPLIT_COLS
+                                        : (M + EK_PACK_ROWS - 1) / EK_PACK_ROWS,
+                           ek_sgemm_part, &j);
 }

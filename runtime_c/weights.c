@@ -61,12 +61,13 @@ int ek_check_weights(const unsigned char *blob, size_t n, const unsigned char ha
     return 0;
 }
 
-void ek_expand_i8(const int8_t *q, const float *scale, float *y, size_t outer, size_t channels, size_t inner)
+void ek_expand_i8(const int8_t *q, const float *scale, float *y, size_t outer, size_t channels, size_t inner,
+                  size_t block)
 {
     size_t o, c, i;
     for (o = 0; o < outer; ++o)
         for (c = 0; c < channels; ++c) {
-            const float s = scale[c];
+            const float s = scale[o / block * channels + c];
             for (i = 0; i < inner; ++i)
                 *y++ = s * (float)*q++;
         }

@@ -386,6 +386,45 @@ def test_sconv_vs_numpy(rt, case, tile, with_bias):
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
 
 
+# convolutions conv.c runs as a GEMM, with more than EK_PACK_ROWS output channels per group (weights packed at export)
+PACKED_CONVS = [c for c in CONVS if c[3] // c[4] >= 8 and (c[2] // c[4] > 1 or c[5] == (1,) * len(c[5]) == c[6])] + [
+    ("pointwise_in_place", 1, 16, 24, 1, (9, 10), (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),  # B's panels read in place
+    ("pointwise_rows_512_bytes", 1, 16, 24, 1, (8, 16), (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),  # packed instead
+    ("pointwise_split_by_rows", 1, 64, 203, 1, (5, 5), (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),  # 2 threads, 26 groups
+    ("im2col_grouped_padded_rows", 2, 6, 27, 3, (7, 9), (3, 3), (2, 1), (1, 1), (1, 1), (1, 0)),  # 9 rows: 16 packed
+    ("windows_many_rows", 1, 8, 40, 2, (12, 40), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("windows_wide_k", 1, 200, 16, 1, (3, 70), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),  # K = 1800: 15 K blocks
+]
+
+
+@pytest.mark.parametrize("case", PACKED_CONVS, ids=[c[0] for c in PACKED_CONVS])
+@pytest.mark.parametrize("build", ["rt", "rt_native"])
+def test_sconv_packed_weights(request, case, build):
+    """Weights in the export-time packed layout (emit/passes/pack_weights.py) give the plain layout's results, bit
+    for bit (same products in the same order), whether B is packed or read in place and however threads split."""
+    from emit.passes.pack_weights import pack_rows
+
+    runtime = request.getfixturevalue(build)
+    _, n, c, m, group, inp, k, stride, dil, pad, pad_end = case
+    out = [(i + p + e - ((kk - 1) * d + 1)) // s + 1 for i, p, e, kk, d, s in zip(inp, pad, pad_end, k, dil, stride)]
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c, *inp)).astype(np.float32)
+    w = rng.standard_normal((m, c // group, *k)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    ys = []
+    for packed in (0, 1):
+        d = _desc(runtime, n, c, m, group, inp, out, k, stride, dil, pad, 11 if len(inp) == 2 else int(np.prod(out)))
+        d.packed = packed
+        wp = pack_rows(w, group) if packed else w
+        scratch = np.zeros(max(1, runtime.lib.ek_conv_scratch(d)), np.float32)
+        y = np.full((n, m, *out), np.nan, np.float32)
+        runtime.lib.ek_sconv(d, _ptr(runtime, x, "float"), _ptr(runtime, wp, "float"), _ptr(runtime, b, "float"),
+                             _ptr(runtime, y, "float"), _ptr(runtime, scratch, "float"), 1, 0.0, 0.0)
+        ys.append(y)
+    np.testing.assert_allclose(ys[1], np.maximum(ref_conv(x, w, b, stride, dil, pad, out), 0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(ys[1], ys[0])
+
+
 def test_conv_scratch_sizes(rt):
     d = _desc(rt, 1, 8, 4, 1, (5, 5), (5, 5), (1, 1), (1, 1), (1, 1), (0, 0), 25)
     assert rt.lib.ek_conv_scratch(d) == 0  # 1x1: a GEMM straight on x

@@ -78,6 +78,7 @@ def _weights(layout: WeightLayout, embed: bool) -> list[dict]:
                 "channels": w.channels,
                 "outer": w.outer,
                 "inner": w.inner,
+                "block": w.block,
                 "offset": w.offset,
                 "scale_offset": w.scale_offset,
             }

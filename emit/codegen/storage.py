@@ -57,6 +57,7 @@ class StoredWeight:
     outer: int = 1  # int8: the tensor as [outer, channels, inner]
     channels: int = 1
     inner: int = 1
+    block: int = 1  # int8: outer indices per row of `channels` scales (outer: one row)
     offset: int = 0  # file mode: payload offset of data
     scale_offset: int = 0
 
@@ -98,31 +99,41 @@ def check_options(mode: str, dtype: str) -> None:
         raise EmitError(f"--weight-dtype {dtype}: expected one of {', '.join(WEIGHT_DTYPES)}")
 
 
-def _channel_axis(consumers: dict, name: str, ndim: int) -> int:
-    """The output-channel axis of a weight from its consumer: Conv's M, ConvTranspose's, Gemm's N, MatMul's last."""
+def _channel_axes(consumers: dict, name: str, ndim: int) -> tuple[int, ...]:
+    """The output-channel axes of a weight from its consumer: Conv's M, ConvTranspose's, Gemm's N, MatMul's last;
+    a packed Conv weight [row groups, K, PACK_ROWS] has its channel in axes 0 and 2."""
     for node in consumers.get(name, []):
         if node.op_type == "Conv" and node.inputs[1:2] == [name]:
-            return 0
+            return (0, 2) if "__packed_w__" in node.attrs else (0,)
         if node.op_type == "ConvTranspose" and node.inputs[1:2] == [name]:
-            return 1
+            return (1,)
         if node.op_type == "Gemm" and node.inputs[1:2] == [name]:
-            return 0 if node.attrs.get("transB", 0) else 1
+            return (0,) if node.attrs.get("transB", 0) else (1,)
         if node.op_type == "MatMul" and node.inputs[1:2] == [name]:
-            return ndim - 1
-    return 0
+            return (ndim - 1,)
+    return (0,)
 
 
-def _quantize_int8(a: np.ndarray, axis: int) -> tuple[bytes, bytes, int, int, int]:
-    """Symmetric per-channel int8: q = round(a / s), s = max|a| / 127 over each channel."""
-    shape = a.shape
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
-    channels = shape[axis]
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
-    v = a.reshape(outer, channels, inner).astype(np.float64)
-    amax = np.abs(v).max(axis=(0, 2))
+def _quantize_int8(a: np.ndarray, axes: tuple[int, ...]) -> tuple[bytes, bytes, int, int, int, int]:
+    """Symmetric per-channel int8: q = round(a / s), s = max|a| / 127 over each channel. The channel is one axis
+    (a scale per index), or axes (0, last) of a 3-D packed weight (a scale per pair; ek_expand_i8's block)."""
+    if axes == (0, 2):
+        rows, k, lanes = a.shape
+        v = a.reshape(rows, k, lanes).astype(np.float64)
+        outer, channels, inner, block = rows * k, lanes, 1, k
+        amax = np.abs(v).max(axis=1)  # (rows, lanes)
+    else:
+        shape, axis = a.shape, axes[0]
+        outer = int(np.prod(shape[:axis], dtype=np.int64))
+        channels = shape[axis]
+        inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+        block = outer
+        v = a.reshape(outer, channels, inner).astype(np.float64)
+        amax = np.abs(v).max(axis=(0, 2))[None, :]  # one row of scales
     scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-    q = np.clip(np.rint(v / scale.astype(np.float64)[None, :, None]), -127, 127).astype(np.int8)
-    return q.tobytes(), little_endian_bytes(scale), outer, channels, inner
+    row_of = np.arange(outer) // block
+    q = np.clip(np.rint(v.reshape(outer, channels, inner) / scale.astype(np.float64)[row_of][:, :, None]), -127, 127)
+    return q.astype(np.int8).tobytes(), little_endian_bytes(scale), outer, channels, inner, block
 
 
 def _stored(prog: Program, consumers: dict, buf, dtype: str) -> StoredWeight:
@@ -142,7 +153,7 @@ def _stored(prog: Program, consumers: dict, buf, dtype: str) -> StoredWeight:
         w.form, w.data = "f16", little_endian_bytes(a.astype(np.float16))
     elif narrow and dtype == "int8" and a.ndim >= 2:
         w.form = "int8"
-        w.data, w.scales, w.outer, w.channels, w.inner = _quantize_int8(a, _channel_axis(consumers, buf.name, a.ndim))
+        w.data, w.scales, w.outer, w.channels, w.inner, w.block = _quantize_int8(a, _channel_axes(consumers, buf.name, a.ndim))
     elif buf.nbytes:
         w.data = little_endian_bytes(buf.data)
     return w

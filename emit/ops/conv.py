@@ -35,6 +35,7 @@ class ConvGeometry:
     dil: list[int]
     pad: list[int]  # padding at the start of each axis
     tile: int = 1
+    packed: bool = False  # w packed for the GEMM at export time (emit/passes/pack_weights.py)
 
     def c_init(self) -> str:
         def arr(v: list[int]) -> str:
@@ -42,7 +43,7 @@ class ConvGeometry:
 
         return (
             f"{{ {self.n}, {self.c}, {self.m}, {self.group}, {arr(self.inp)}, {arr(self.out)}, {arr(self.k)}, "
-            f"{arr(self.stride)}, {arr(self.dil)}, {arr(self.pad)}, {self.tile} }}"
+            f"{arr(self.stride)}, {arr(self.dil)}, {arr(self.pad)}, {self.tile}, {int(self.packed)} }}"
         )
 
     @property
@@ -86,16 +87,17 @@ def _tile(rows: int, pixels: int) -> int:
 
 
 def geometry(ctx: Lowering, transpose: bool) -> ConvGeometry:
-    x, w, y = ctx.input(0), ctx.input(1), ctx.output(0)
+    x, y = ctx.input(0), ctx.output(0)
+    wshape = tuple(ctx.node.attrs.get("__packed_w__") or ctx.input(1).shape)  # a packed buffer is flat
     nsp = len(x.shape) - 2
     if not 1 <= nsp <= 3:
         ctx.fail(f"only 1-D, 2-D and 3-D convolutions are supported (input shape {x.shape})")
-    if len(w.shape) != nsp + 2:
-        ctx.fail(f"weight shape {w.shape} does not match input shape {x.shape}")
+    if len(wshape) != nsp + 2:
+        ctx.fail(f"weight shape {wshape} does not match input shape {x.shape}")
     group = int(ctx.attr("group", 1))
-    kernel = [int(v) for v in (ctx.attr("kernel_shape") or w.shape[2:])]
-    if list(kernel) != list(w.shape[2:]):
-        ctx.fail(f"kernel_shape {kernel} differs from the weight's {list(w.shape[2:])}")
+    kernel = [int(v) for v in (ctx.attr("kernel_shape") or wshape[2:])]
+    if list(kernel) != list(wshape[2:]):
+        ctx.fail(f"kernel_shape {kernel} differs from the weight's {list(wshape[2:])}")
     strides = [int(v) for v in (ctx.attr("strides") or [1] * nsp)]
     dil = [int(v) for v in (ctx.attr("dilations") or [1] * nsp)]
     ins, outs = list(x.shape[2:]), list(y.shape[2:])
@@ -109,7 +111,7 @@ def geometry(ctx: Lowering, transpose: bool) -> ConvGeometry:
             begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
         elif auto_pad == "VALID":
             begin = [0] * nsp
-        m, c = w.shape[0], x.shape[1]
+        m, c = wshape[0], x.shape[1]
     else:
         opad = [int(v) for v in (ctx.attr("output_padding") or [0] * nsp)]
         if auto_pad in ("SAME_UPPER", "SAME_LOWER") or ctx.attr("output_shape"):
@@ -118,12 +120,12 @@ def geometry(ctx: Lowering, transpose: bool) -> ConvGeometry:
             begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
         elif auto_pad == "VALID":
             begin = [0] * nsp
-        m, c = w.shape[1] * group, x.shape[1]
-    if group < 1 or c % group or m % group or (not transpose and w.shape[1] * group != c) or (transpose and w.shape[0] != c):
-        ctx.fail(f"group={group} does not match input {x.shape} and weight {w.shape}")
+        m, c = wshape[1] * group, x.shape[1]
+    if group < 1 or c % group or m % group or (not transpose and wshape[1] * group != c) or (transpose and wshape[0] != c):
+        ctx.fail(f"group={group} does not match input {x.shape} and weight {wshape}")
     return ConvGeometry(
         n=x.shape[0], c=c, m=m, group=group, inp=_pad3(ins, 1), out=_pad3(outs, 1), k=_pad3(kernel, 1),
-        stride=_pad3(strides, 1), dil=_pad3(dil, 1), pad=_pad3(begin, 0),
+        stride=_pad3(strides, 1), dil=_pad3(dil, 1), pad=_pad3(begin, 0), packed="__packed_w__" in ctx.node.attrs,
     )
 
 

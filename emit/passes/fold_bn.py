@@ -8,25 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import WEIGHT, Buffer, Node, Program
+from ..ir import Node, Program
 from .simplify import absorb, sole_producer
 
 FOLDABLE = ("Conv", "ConvTranspose", "Gemm")
-
-
-def _const(prog: Program, name: str) -> np.ndarray | None:
-    if not name:
-        return None
-    b = prog.buffers[name]
-    return b.data if b.storage == WEIGHT and b.data is not None else None
-
-
-def _new_weight(prog: Program, like: str, value: np.ndarray) -> str:
-    name, k = f"{like}__bn", 1
-    while name in prog.buffers:
-        name, k = f"{like}__bn{k}", k + 1
-    prog.buffers[name] = Buffer(name, value.dtype, tuple(value.shape), WEIGHT, data=value)
-    return name
 
 
 def _bn_affine(prog: Program, bn: Node, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -37,7 +22,7 @@ def _bn_affine(prog: Program, bn: Node, channels: int) -> tuple[np.ndarray, np.n
         return None  # training outputs requested
     if bn.attrs.get("spatial", 1) != 1:
         return None
-    vals = [_const(prog, n) for n in bn.inputs[1:5]]
+    vals = [prog.weight_value(n) for n in bn.inputs[1:5]]
     if any(v is None or v.size != channels for v in vals):
         return None
     scale, bias, mean, var = (np.asarray(v, np.float64).reshape(-1) for v in vals)
@@ -46,11 +31,11 @@ def _bn_affine(prog: Program, bn: Node, channels: int) -> tuple[np.ndarray, np.n
 
 
 def _fold_conv(prog: Program, p: Node, s: np.ndarray, t: np.ndarray) -> bool:
-    w = _const(prog, p.inputs[1])
+    w = prog.weight_value(p.inputs[1])
     if w is None or w.ndim < 3:
         return False
     has_b = len(p.inputs) > 2 and bool(p.inputs[2])
-    b = _const(prog, p.inputs[2]) if has_b else np.zeros(len(s))
+    b = prog.weight_value(p.inputs[2]) if has_b else np.zeros(len(s))
     if b is None:
         return False
     w64 = w.astype(np.float64)
@@ -67,15 +52,15 @@ def _fold_conv(prog: Program, p: Node, s: np.ndarray, t: np.ndarray) -> bool:
         w64 = ws.reshape(w.shape)
     bias = b.astype(np.float64).reshape(-1) * s + t
     inputs = list(p.inputs) + [""] * (3 - len(p.inputs))
-    inputs[1] = _new_weight(prog, p.inputs[1], w64.astype(w.dtype))
-    inputs[2] = _new_weight(prog, p.inputs[2] if has_b else f"{p.inputs[1]}_bias", bias.astype(w.dtype))
+    inputs[1] = prog.add_weight(p.inputs[1], w64.astype(w.dtype), "__bn")
+    inputs[2] = prog.add_weight(p.inputs[2] if has_b else f"{p.inputs[1]}_bias", bias.astype(w.dtype), "__bn")
     p.inputs = inputs
     return True
 
 
 def _fold_gemm(prog: Program, p: Node, s: np.ndarray, t: np.ndarray) -> bool:
     """Y = alpha * A op(B) + beta * C; BN scales columns: op(B) columns by s, C becomes beta*C*s + t, beta 1."""
-    bmat = _const(prog, p.inputs[1])
+    bmat = prog.weight_value(p.inputs[1])
     if bmat is None or bmat.ndim != 2:
         return False
     tb = bool(p.attrs.get("transB", 0))
@@ -84,14 +69,14 @@ def _fold_gemm(prog: Program, p: Node, s: np.ndarray, t: np.ndarray) -> bool:
         return False
     has_c = len(p.inputs) > 2 and bool(p.inputs[2])
     beta = float(p.attrs.get("beta", 1.0))
-    c = _const(prog, p.inputs[2]) if has_c else np.zeros(())
+    c = prog.weight_value(p.inputs[2]) if has_c else np.zeros(())
     if c is None:
         return False
     b64 = bmat.astype(np.float64) * (s.reshape(-1, 1) if tb else s.reshape(1, -1))
     c64 = (beta * c.astype(np.float64) if has_c and beta != 0.0 else np.zeros(())) * s + t  # broadcasts to (..., N)
     inputs = list(p.inputs) + [""] * (3 - len(p.inputs))
-    inputs[1] = _new_weight(prog, p.inputs[1], b64.astype(bmat.dtype))
-    inputs[2] = _new_weight(prog, p.inputs[2] if has_c else f"{p.inputs[1]}_bias", c64.astype(bmat.dtype))
+    inputs[1] = prog.add_weight(p.inputs[1], b64.astype(bmat.dtype), "__bn")
+    inputs[2] = prog.add_weight(p.inputs[2] if has_c else f"{p.inputs[1]}_bias", c64.astype(bmat.dtype), "__bn")
     p.inputs = inputs
     p.attrs["beta"] = 1.0
     return True
