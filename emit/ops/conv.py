@@ -88,7 +88,7 @@ def _tile(rows: int, pixels: int) -> int:
 
 def geometry(ctx: Lowering, transpose: bool) -> ConvGeometry:
     x, y = ctx.input(0), ctx.output(0)
-    wshape = tuple(ctx.node.attrs.get("__packed_w__") or ctx.input(1).shape)  # a packed buffer is flat
+    wshape = tuple(ctx.attr("__packed_w__") or ctx.input(1).shape)  # a packed buffer has its own shape
     nsp = len(x.shape) - 2
     if not 1 <= nsp <= 3:
         ctx.fail(f"only 1-D, 2-D and 3-D convolutions are supported (input shape {x.shape})")
@@ -125,7 +125,7 @@ def geometry(ctx: Lowering, transpose: bool) -> ConvGeometry:
         ctx.fail(f"group={group} does not match input {x.shape} and weight {wshape}")
     return ConvGeometry(
         n=x.shape[0], c=c, m=m, group=group, inp=_pad3(ins, 1), out=_pad3(outs, 1), k=_pad3(kernel, 1),
-        stride=_pad3(strides, 1), dil=_pad3(dil, 1), pad=_pad3(begin, 0), packed="__packed_w__" in ctx.node.attrs,
+        stride=_pad3(strides, 1), dil=_pad3(dil, 1), pad=_pad3(begin, 0), packed=ctx.attr("__packed_w__") is not None,
     )
 
 
