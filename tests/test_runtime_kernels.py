@@ -157,11 +157,11 @@ def test_sgemm_activation_epilogue(rt, act, m):
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("act", ["none", "relu", "clip"])
+@pytest.mark.parametrize("act", sorted(ACTS))
 def test_sgemm_row_bias_epilogue_in_registers(rt, rt_native, act):
-    """A conv's epilogue (one bias per row, then none/ReLU/Clip) on whole register tiles is applied before the
-    tile is stored; partial tiles and the other epilogues go through finish_row. Both must agree with numpy,
-    NaN rows staying NaN and infinite rows clamped by Clip."""
+    """A conv's epilogue (one bias per row, then the activation) is applied to a register tile before it is
+    stored (sigmoid and SiLU by a vector e^x); other epilogues go through finish_row. Both must agree with numpy,
+    NaN rows staying NaN and infinite rows going to the activation's limits."""
     for runtime in (rt, rt_native):
         for ta in (False, True):
             got, ref = _gemm(runtime, np.float32, 19, 70, 33, ta, False, beta=1.0, bias_shape=(19, 1), act=act,
