@@ -30,10 +30,15 @@
 #define EK_SVL 4
 #endif
 typedef float ek_sv __attribute__((vector_size(EK_SVL * 4)));
+/* AVX, AVX-512 (a native build): a copy of the register tile's loop for packed weights, every activation applied
+ * in registers. Narrower targets (wasm, NEON, microcontrollers) keep one loop per B layout and only the cheap
+ * epilogues in registers: each copy costs them ~10 kB of code. */
+#define EK_WIDE_TILES (EK_SVL >= 8)
 typedef double ek_dv __attribute__((vector_size(16)));
 #else
 #define EK_VEC 0
 #define EK_SVL 4
+#define EK_WIDE_TILES 0
 #endif
 
 /* ---- float e^x, sigmoid and SiLU without libm: branch-free, so a plain loop over them vectorises
@@ -150,7 +155,7 @@ EK_SMAP(ek_ssilu, v * ek_ssigmoid1(v))
 EK_SMAP(ek_serf, ek_serf1(v))
 #undef EK_SMAP
 
-#if EK_VEC
+#if EK_WIDE_TILES /* the vector e^x of the register epilogue */
 typedef int32_t ek_siv __attribute__((vector_size(EK_SVL * 4)));
 
 /* x < lim ? lim : x (or >), per lane; NaN kept, as the scalar comparisons do */
@@ -369,13 +374,13 @@ EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs,
         }
     }
     if (end) { /* the last block: bias and activation in registers, before the only store */
-        const EK_V z = EK_VZERO, lo = z + end->a, hi = z + end->b, one = z + 1;
+        const EK_V z = EK_VZERO, lo = z + end->a, hi = z + end->b;
         typedef __typeof__(z < z) mask; /* the integer vector a comparison gives: selects are bit operations */
 #define EK_SEL(m, yes, no) ((EK_V)(((mask)(yes) & (m)) | ((mask)(no) & ~(m))))
         for (i = 0; i < EK_MR; ++i) {
             const EK_T bi = end->bias ? end->bias[i * end->bias_rs] : (EK_T)0;
             for (v = 0; v < EK_NV; ++v) {
-                EK_V t = c[i][v] + bi, u;
+                EK_V t = c[i][v] + bi;
                 switch (end->act) { /* each as act1, NaN kept */
                 case EK_ACT_RELU: /* x < 0 ? 0 : x */
                     t = (EK_V)((mask)t & ~(t < z));
@@ -384,14 +389,17 @@ EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs,
                     t = EK_SEL(t < lo, lo, t);
                     t = EK_SEL(t > hi, hi, t);
                     break;
-                case EK_ACT_HARDSIGMOID:
-                    t = lo * t + hi;
-                    t = EK_SEL(t < z, z, EK_SEL(t > one, one, t));
+#if EK_WIDE_TILES
+                case EK_ACT_HARDSIGMOID: {
+                    const EK_V one = z + 1, u = lo * t + hi;
+                    t = EK_SEL(u < z, z, EK_SEL(u > one, one, u));
                     break;
-                case EK_ACT_HARDSWISH:
-                    u = t / (EK_T)6 + (EK_T)0.5;
+                }
+                case EK_ACT_HARDSWISH: {
+                    const EK_V one = z + 1, u = t / (EK_T)6 + (EK_T)0.5;
                     t = t * EK_SEL(u < z, z, EK_SEL(u > one, one, u));
                     break;
+                }
                 case EK_ACT_LEAKYRELU:
                     t = EK_SEL(t < z, lo * t, t);
                     break;
@@ -402,6 +410,7 @@ EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs,
                 case EK_ACT_SILU:
                     t = t * ek_svsigmoid(t);
                     break;
+#endif
 #endif
                 default:
                     break;
@@ -418,11 +427,16 @@ EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs,
 static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *ap, const EK_T *bp,
                            const size_t *boff, EK_T *C, size_t ldc, int first, const EK_FN(tile_end) *end)
 {
+#if EK_WIDE_TILES
     if (ap && boff)
         EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 1, boff, C, ldc, first, end);
     else if (ap)
         EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 0, NULL, C, ldc, first, end);
-    else if (boff)
+    else
+#else
+    (void)ap; /* the rows point into the packed groups too */
+#endif
+    if (boff)
         EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 1, boff, C, ldc, first, end);
     else
         EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end);
@@ -473,7 +487,8 @@ static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const E
 #if EK_VEC
     /* a conv's epilogue, one bias per row then the activation, goes in registers (sigmoid and SiLU in float only) */
     const int in_regs = last && alpha == 1 && (!bias || (bias_cs == 0 && beta == 1)) &&
-                        (sizeof(EK_T) == 4 || (act != EK_ACT_SIGMOID && act != EK_ACT_SILU));
+                        (EK_WIDE_TILES ? sizeof(EK_T) == 4 || (act != EK_ACT_SIGMOID && act != EK_ACT_SILU)
+                                       : act == EK_ACT_NONE || act == EK_ACT_RELU || act == EK_ACT_CLIP);
     EK_FN(tile_end) end;
     end.bias = bias, end.bias_rs = bias_rs, end.act = act, end.a = act_a, end.b = act_b;
     if (mr == EK_MR && nr == EK_NR) {
