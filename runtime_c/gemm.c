@@ -433,12 +433,12 @@ static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const
     else if (ap)
         EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 0, NULL, C, ldc, first, end);
     else
-#else
-    (void)ap; /* the rows point into the packed groups too */
-#endif
     if (boff)
         EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 1, boff, C, ldc, first, end);
     else
+#else
+    (void)ap, (void)boff; /* the rows point into the packed groups too; B is always packed here */
+#endif
         EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end);
 }
 #else
@@ -684,56 +684,64 @@ static void ek_spack_b_q8(float *bp, const ek_sbsrc *s, size_t k0, size_t kc, si
 
 /* C = act(alpha A op(B) + beta bias) in blocks: K blocks, then up to EK_MC rows of A, then NR-column panels of B,
  * each packed once and used by all those rows (rows past the end repeat the last one and are not stored).
- * A is read through (ars, acs), or, if apk, packed in groups of EK_PACK_ROWS rows (emit_runtime.h) */
+ * A is read through (ars, acs), or, if apk (AVX builds), packed in groups of EK_PACK_ROWS rows (emit_runtime.h) */
 static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t ars, size_t acs, int apk,
                           const EK_FN(bsrc) *src, EK_T beta, const EK_T *bias, size_t bias_rs, size_t bias_cs, EK_T *C,
                           size_t ldc, int act, EK_T act_a, EK_T act_b)
 {
     EK_T bp[EK_KC * EK_NR];
     const EK_T *rows[EK_MR];
+    size_t k0, i0, i1, j0, i;
     size_t boff[EK_KC]; /* row k of the K block's B starts at B + boff[k] (plain or windows) */
-    size_t k0, i0, i1, j0, i, k;
     /* whole panels of a plain or windows B are read in place, not packed, when few row tiles share each panel (M <=
      * EK_IN_PLACE_M: the copy cost 10-20% there; with more, the packed panel's smaller L1 footprint wins), unless B's
-     * rows are a multiple of 512 bytes apart: then they share a few L1 sets and evict each other */
-    const int by_rows = !src->transB && !src->Bq;
-    const int in_place = EK_VEC && by_rows && M <= EK_IN_PLACE_M && (src->win || src->ldb * sizeof(EK_T) % 512);
-    if (apk) ars = 0, acs = EK_PACK_ROWS;
-    const size_t kblocks = K ? (K + EK_KC - 1) / EK_KC : 1, kstep = (K + kblocks - 1) / kblocks; /* equal K blocks */
+     * rows are a multiple of 512 bytes apart: then they share a few L1 sets and evict each other. Native (AVX) only:
+     * under V8 it was slower */
+    const int in_place = EK_WIDE_TILES && !src->transB && !src->Bq && M <= EK_IN_PLACE_M &&
+                         (src->win || src->ldb * sizeof(EK_T) % 512);
+    const size_t kblocks = K ? (K + EK_KC - 1) / EK_KC : 1, kstep = (K + kblocks - 1) / kblocks; /* equal blocks */
+#if EK_WIDE_TILES
+    if (apk) acs = EK_PACK_ROWS; /* a row group's k stride */
+#else
+    (void)apk; /* ek_sgemm_conv hands this build packed weights a row group at a time, as plain strided rows */
+#endif
     for (k0 = 0; k0 < K; k0 += kstep) {
         const size_t kc = K - k0 < kstep ? K - k0 : kstep;
         const int first = k0 == 0, last = k0 + kc == K;
-        if (by_rows) EK_FN(b_rows)(boff, src, k0, kc);
+        if (!src->transB && !src->Bq) EK_FN(b_rows)(boff, src, k0, kc);
         for (i0 = 0; i0 < M; i0 += EK_MC) {
             const size_t i0end = M - i0 < EK_MC ? M : i0 + EK_MC;
             for (j0 = 0; j0 < N; j0 += EK_NR) {
                 const size_t nr = N - j0 < EK_NR ? N - j0 : EK_NR;
-                const int direct = in_place && nr == EK_NR;
-                if (direct) { /* no copy */
-                } else if (by_rows) {
-                    for (k = 0; k < kc; ++k) EK_FN(pack_row)(bp + k * EK_NR, src->B + boff[k] + j0, nr);
-                } else
+                const int direct = in_place && nr == EK_NR; /* else packed into bp */
 #ifdef EK_Q8
                 if (src->Bq)
                     ek_spack_b_q8(bp, src, k0, kc, j0, nr);
                 else
 #endif
+                if (!src->transB) {
+                    size_t k;
+                    for (k = 0; k < kc && !direct; ++k) EK_FN(pack_row)(bp + k * EK_NR, src->B + boff[k] + j0, nr);
+                } else
                     EK_FN(pack_b_trans)(bp, src->B, src->ldb, k0, kc, j0, nr);
                 for (i1 = i0; i1 < i0end; i1 += EK_MR) {
                     const size_t mr = i0end - i1 < EK_MR ? i0end - i1 : EK_MR;
-                    /* a packed tile within one group reads its rows (zero padding past M included) by one pointer */
-                    const EK_T *ap = apk && i1 % EK_PACK_ROWS + EK_MR <= EK_PACK_ROWS
-                                         ? A + i1 / EK_PACK_ROWS * EK_PACK_ROWS * K + k0 * EK_PACK_ROWS +
-                                               i1 % EK_PACK_ROWS
-                                         : NULL;
-                    for (i = 0; i < EK_MR; ++i) {
-                        const size_t r = i < mr ? i1 + i : i1 + mr - 1;
-                        rows[i] = apk ? A + r / EK_PACK_ROWS * EK_PACK_ROWS * K + k0 * EK_PACK_ROWS + r % EK_PACK_ROWS
-                                      : A + r * ars + k0 * acs;
-                    }
+                    const EK_T *ap = NULL;
+#if EK_WIDE_TILES
+                    if (apk) { /* a tile within one row group reads it (zero padding past M included) by one pointer */
+                        if (i1 % EK_PACK_ROWS + EK_MR <= EK_PACK_ROWS)
+                            ap = A + i1 / EK_PACK_ROWS * EK_PACK_ROWS * K + k0 * EK_PACK_ROWS + i1 % EK_PACK_ROWS;
+                        for (i = 0; i < EK_MR; ++i) {
+                            const size_t r = i < mr ? i1 + i : i1 + mr - 1;
+                            rows[i] = A + r / EK_PACK_ROWS * EK_PACK_ROWS * K + k0 * EK_PACK_ROWS + r % EK_PACK_ROWS;
+                        }
+                    } else
+#endif
+                        for (i = 0; i < EK_MR; ++i)
+                            rows[i] = A + (i < mr ? i1 + i : i1 + mr - 1) * ars + k0 * acs;
                     EK_FN(block)(kc, rows, acs, ap, direct ? src->B + j0 : bp, direct ? boff : NULL, C + i1 * ldc + j0,
-                                 ldc, mr, nr, first, last, alpha, beta, bias ? bias + i1 * bias_rs + j0 * bias_cs : bias, bias_rs, bias_cs, act, act_a,
-                                 act_b);
+                                 ldc, mr, nr, first, last, alpha, beta, bias ? bias + i1 * bias_rs + j0 * bias_cs : bias,
+                                 bias_rs, bias_cs, act, act_a, act_b);
                 }
             }
         }
@@ -856,6 +864,15 @@ void EK_FN(gemm_conv)(size_t M, size_t N, size_t K, const EK_T *A, int a_packed,
         return;
     }
     src.B = B, src.ldb = ldb, src.win = win;
+#if !EK_WIDE_TILES
+    if (a_packed) { /* weights packed for an AVX build: each row group is A^T of its rows (k stride EK_PACK_ROWS) */
+        size_t g;
+        for (g = 0; g < M; g += EK_PACK_ROWS)
+            EK_FN(panels)(M - g < EK_PACK_ROWS ? M - g : EK_PACK_ROWS, N, K, 1, A + g * K, 1, EK_PACK_ROWS, 0, &src, 1,
+                          bias ? bias + g : bias, 1, 0, C + g * ldc, ldc, act, act_a, act_b);
+        return;
+    }
+#endif
     EK_FN(panels)(M, N, K, 1, A, K, 1, a_packed, &src, 1, bias, 1, 0, C, ldc, act, act_a, act_b);
 }
 

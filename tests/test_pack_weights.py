@@ -71,10 +71,11 @@ def test_which_convs_are_packed():
 
 @pytest.mark.parametrize("target", ["native", "wasm"])
 def test_packed_convs_match_onnxruntime(tmp_path, target):
+    """Only the native target packs (its AVX register tiles read the layout by one pointer; wasm's read ONNX's)."""
     emit.export(MODEL, target=target, out=tmp_path)
     code = (tmp_path / "model.c").read_text()
     packed = re.findall(r"ek_conv_desc d = \{.*, (\d) \};", code)  # desc.packed of each Conv
-    assert packed == ["1" if layer[-1] else "0" for layer in LAYERS]
+    assert packed == ["1" if layer[-1] and target == "native" else "0" for layer in LAYERS]
     got = emit.load(tmp_path).run(x=X)["y"]
     np.testing.assert_allclose(got, ort_run(MODEL, {"x": X})[0], rtol=1e-4, atol=1e-4)
 
@@ -83,7 +84,7 @@ def test_int8_storage_of_packed_weights_is_per_output_channel(tmp_path, monkeypa
     """A packed weight is quantised with a scale per output channel, as the unpacked one: the same values."""
     emit.export(MODEL, target="native", out=tmp_path / "packed", weight_dtype="int8")
     got = emit.load(tmp_path / "packed").run(x=X)["y"]
-    monkeypatch.setattr(passes, "GRAPH_PASSES", [p for p in passes.GRAPH_PASSES if p is not pack_conv_weights])
+    monkeypatch.setattr(passes, "pack_conv_weights", lambda prog: prog)
     emit.export(MODEL, target="native", out=tmp_path / "plain", weight_dtype="int8", name="plain")
     code = (tmp_path / "plain" / "model.c").read_text()
     assert re.findall(r"ek_conv_desc d = \{.*, (\d) \};", code) == ["0"] * len(LAYERS)

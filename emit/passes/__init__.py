@@ -14,11 +14,15 @@ from .simplify import drop_identities, prune
 from .views import make_views
 from .widen import widen_narrow_floats
 
-GRAPH_PASSES = [widen_narrow_floats, drop_identities, gather_before_dequant, matmul_reads_int8, qdq_to_integer, fold_batchnorm, fuse_activations, pack_conv_weights, prune, make_views, sink_constant_work]
+GRAPH_PASSES = [widen_narrow_floats, drop_identities, gather_before_dequant, matmul_reads_int8, qdq_to_integer, fold_batchnorm, fuse_activations, prune, make_views, sink_constant_work]
 
 
-def optimize(prog: Program) -> Program:
+def optimize(prog: Program, pack_weights: bool = False) -> Program:
+    """The graph passes; pack_weights (targets whose TOML says so: native, where the AVX register tiles read the
+    packed layout by one pointer) also stores Conv weights in the GEMM's layout, before `prune` drops the old ones."""
     for p in GRAPH_PASSES:
+        if p is prune and pack_weights:
+            prog = pack_conv_weights(prog)
         prog = p(prog)
     return prog
 
