@@ -255,6 +255,7 @@ EK_INLINE ek_sv ek_svsigmoid(ek_sv v)
 #ifndef EK_IN_PLACE_M
 #define EK_IN_PLACE_M 128
 #endif
+#define EK_DOTS_BT (EK_SVL * 256) /* elements of a transposed small B on the stack (4-16 KiB) */
 
 /* the activation epilogue on one value; the switch is cheap next to the K multiply-adds before it */
 static EK_T EK_FN(act1)(EK_T v, int act, EK_T a, EK_T b)
@@ -833,6 +834,16 @@ void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t
         EK_FN(gemm_dots)(M, N, K, alpha, A, lda, B, ldb, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
         return;
     }
+    if (N * 2 <= EK_VL && !transB && acs == 1 && M >= 4 && N * K <= EK_DOTS_BT) {
+        /* a few columns of a small row-major B (a 1-D conv over a few positions): B^T on the stack, then the same dot
+         * products; the panels would compute EK_NR columns for these few (silero's encoder: 2-3x faster) */
+        EK_T bt[EK_DOTS_BT];
+        size_t j, k;
+        for (j = 0; j < N; ++j)
+            for (k = 0; k < K; ++k) bt[j * K + k] = B[k * ldb + j];
+        EK_FN(gemm_dots)(M, N, K, alpha, A, lda, bt, K, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
+        return;
+    }
 #endif
     if (M < EK_MR) { /* fewer rows than a register block: row by row, without packing */
         EK_FN(gemm_rows)(M, N, K, alpha, A, ars, acs, B, ldb, transB, beta, bias, bias_rs, bias_cs, C, ldc, act,
@@ -900,5 +911,6 @@ void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size
 #undef EK_MC
 #undef EK_VZERO
 #undef EK_IN_PLACE_M
+#undef EK_DOTS_BT
 
 #endif

@@ -89,3 +89,15 @@ def test_int8_storage_of_packed_weights_is_per_output_channel(tmp_path, monkeypa
     code = (tmp_path / "plain" / "model.c").read_text()
     assert re.findall(r"ek_conv_desc d = \{.*, (\d) \};", code) == ["0"] * len(LAYERS)
     np.testing.assert_array_equal(got, emit.load(tmp_path / "plain").run(x=X)["y"])
+
+
+def test_convs_over_a_few_positions_are_not_packed(tmp_path):
+    """A 1-D conv over 4 positions runs as dot products over the weights' rows (gemm.c): ONNX's layout, and the
+    results are onnxruntime's."""
+    w = (RNG.standard_normal((128, 64, 3)) / 14).astype(np.float32)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1])], [tensor("x", [1, 64, 4])],
+                       [tensor("y", [1, 128, 4])], [init("w", w)])
+    emit.export(model, target="native", out=tmp_path)
+    assert re.findall(r"ek_conv_desc d = \{.*, (\d) \};", (tmp_path / "model.c").read_text()) == ["0"]
+    x = RNG.standard_normal((1, 64, 4)).astype(np.float32)
+    np.testing.assert_allclose(emit.load(tmp_path).run(x=x)["y"], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)

@@ -247,12 +247,15 @@ def test_sgemm_sigmoid_silu_epilogue_native(rt_native, act):
 
 
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 8])
-def test_sgemm_few_columns_native(rt_native, n):
-    """N <= half a vector with B^T rows contiguous: the 4x4 dot-product blocks (rows and columns past the end
-    repeat the last ones and are not stored), with bias and activation."""
-    for m, k in ((13, 7), (4, 100), (9, 257)):
-        got, ref = _gemm(rt_native, np.float32, m, n, k, False, True, bias_shape=(m, 1), beta=0.5, act="relu")
-        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("tb", [True, False])
+def test_sgemm_few_columns_native(rt_native, rt, n, tb):
+    """N <= half a vector: the 4x4 dot-product blocks (rows and columns past the end repeat the last ones and are not
+    stored), with bias and activation; a row-major B is transposed onto the stack first while N*K fits 256 vectors
+    (k 2000: the panels instead)."""
+    for runtime in (rt_native, rt):
+        for m, k in ((13, 7), (4, 100), (9, 257), (6, 2000)):
+            got, ref = _gemm(runtime, np.float32, m, n, k, False, tb, bias_shape=(m, 1), beta=0.5, act="relu")
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 + 1e-6 * k)  # float32 sums of k products
 
 
 @pytest.mark.parametrize("m", [1, 3, 7])

@@ -14,6 +14,7 @@ import numpy as np
 from ..ir import Node, Program
 
 PACK_ROWS = 8  # EK_PACK_ROWS
+MIN_POSITIONS = 16  # output positions per image below which gemm.c may take its dot-product path (N <= 8)
 
 
 def pack_rows(w: np.ndarray, group: int) -> np.ndarray:
@@ -39,13 +40,15 @@ def _runs_as_gemm(n: Node, w: np.ndarray) -> bool:
     return all(int(k) == 1 for k in w.shape[2:]) and all(int(s) == 1 for s in strides) and not any(pads)
 
 
-def _worth_packing(n: Node, w: np.ndarray) -> bool:
+def _worth_packing(n: Node, w: np.ndarray, positions: int) -> bool:
     group = int(n.attrs.get("group", 1))
     if w.ndim < 3 or group < 1 or w.shape[0] % group:
         return False  # the lowering reports what is wrong
     mg = w.shape[0] // group
     padding = -(-mg // PACK_ROWS) * PACK_ROWS - mg
-    return mg >= PACK_ROWS and padding * PACK_ROWS <= mg and _runs_as_gemm(n, w)  # at most 1/8 more bytes
+    # at most 1/8 more bytes; and output positions enough for the register tiles: a few (a 1-D conv over 1-8
+    # positions) run as dot products over the weights' rows, which need ONNX's layout
+    return mg >= PACK_ROWS and padding * PACK_ROWS <= mg and positions >= MIN_POSITIONS and _runs_as_gemm(n, w)
 
 
 def pack_conv_weights(prog: Program) -> Program:
@@ -53,7 +56,9 @@ def pack_conv_weights(prog: Program) -> Program:
         if n.op_type != "Conv" or n.domain != "" or len(n.inputs) < 2 or "__packed_w__" in n.attrs:
             continue
         w = prog.weight_value(n.inputs[1])
-        if w is None or w.dtype != np.float32 or not _worth_packing(n, w):
+        out = prog.buffers[n.outputs[0]].shape
+        positions = int(np.prod(out[2:], dtype=np.int64)) if len(out) > 2 else 0
+        if w is None or w.dtype != np.float32 or not _worth_packing(n, w, positions):
             continue
         n.attrs["__packed_w__"] = tuple(int(d) for d in w.shape)
         n.inputs[1] = prog.add_weight(n.inputs[1], pack_rows(w, int(n.attrs.get("group", 1))), "__packed")
