@@ -48,8 +48,10 @@ typedef double ek_dv __attribute__((vector_size(16)));
  * a few callers */
 #if defined(__GNUC__) || defined(__clang__)
 #define EK_INLINE static inline __attribute__((always_inline))
+#define EK_NOINLINE static __attribute__((noinline))
 #else
 #define EK_INLINE static
+#define EK_NOINLINE static
 #endif
 
 EK_INLINE uint32_t ek_fbits(float f)
@@ -433,14 +435,14 @@ static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const
         EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 1, boff, C, ldc, first, end);
     else if (ap)
         EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 0, NULL, C, ldc, first, end);
-    else
-    if (boff)
+    else if (boff)
         EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 1, boff, C, ldc, first, end);
     else
-#else
-    (void)ap, (void)boff; /* the rows point into the packed groups too; B is always packed here */
-#endif
         EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end);
+#else /* one loop: panels gives this build neither (rows point into packed groups; B is always packed) */
+    (void)ap, (void)boff;
+    EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end);
+#endif
 }
 #else
 /* acc = the EK_MR x EK_NR block of products over kc steps of k; rows are A row pointers at k0
@@ -803,6 +805,20 @@ static void EK_FN(gemm_dots)(size_t M, size_t N, size_t K, EK_T alpha, const EK_
                               act_a, act_b);
     }
 }
+
+/* gemm_dots for a row-major B of a few columns (N * K <= EK_DOTS_BT: a 1-D conv over a few positions): B^T on the
+ * stack first. A function of its own so that ek_sgemm's frame, live under every other path, does not carry the
+ * buffer (4-16 KiB; a Cortex-M GEMM's stack peak had doubled) */
+EK_NOINLINE void EK_FN(gemm_dots_rowmajor)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t lda,
+                                           const EK_T *B, size_t ldb, EK_T beta, const EK_T *bias, size_t bias_rs,
+                                           size_t bias_cs, EK_T *C, size_t ldc, int act, EK_T act_a, EK_T act_b)
+{
+    EK_T bt[EK_DOTS_BT];
+    size_t j, k;
+    for (j = 0; j < N; ++j)
+        for (k = 0; k < K; ++k) bt[j * K + k] = B[k * ldb + j];
+    EK_FN(gemm_dots)(M, N, K, alpha, A, lda, bt, K, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
+}
 #endif
 
 void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t lda, int transA, const EK_T *B,
@@ -835,13 +851,10 @@ void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t
         return;
     }
     if (N * 2 <= EK_VL && !transB && acs == 1 && M >= 4 && N * K <= EK_DOTS_BT) {
-        /* a few columns of a small row-major B (a 1-D conv over a few positions): B^T on the stack, then the same dot
-         * products; the panels would compute EK_NR columns for these few (silero's encoder: 2-3x faster) */
-        EK_T bt[EK_DOTS_BT];
-        size_t j, k;
-        for (j = 0; j < N; ++j)
-            for (k = 0; k < K; ++k) bt[j * K + k] = B[k * ldb + j];
-        EK_FN(gemm_dots)(M, N, K, alpha, A, lda, bt, K, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
+        /* a few columns of a small row-major B: the same dot products, where the panels would compute EK_NR columns
+         * for these few (silero's encoder: 2-3x faster) */
+        EK_FN(gemm_dots_rowmajor)(M, N, K, alpha, A, lda, B, ldb, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a,
+                                  act_b);
         return;
     }
 #endif

@@ -96,12 +96,18 @@ typedef struct {
     size_t ldc;
     int act;
     float act_a, act_b;
-    int a_packed;          /* with win: ek_sgemm_conv's arguments (alpha = beta = 1, a bias per row) */
+    int a_packed;          /* a_packed or win: ek_sgemm_conv's arguments (alpha = beta = 1, a bias per row) */
     const ek_windows *win;
     int by_columns;
 } ek_sgemm_job;
 
 #define EK_SPLIT_COLS 16 /* column blocks of whole vectors */
+
+/* below ~0.2 M multiply-adds (or with few rows and columns) a split costs more than it saves */
+static int ek_split_pays(size_t M, size_t N, size_t K)
+{
+    return (double)M * (double)N * (double)K >= 2e5 && (M >= 8 || N >= 2 * EK_SPLIT_COLS);
+}
 
 static void ek_sgemm_part(void *ctx, size_t begin, size_t end)
 {
@@ -131,9 +137,7 @@ int ek_sgemm_parallel(size_t M, size_t N, size_t K, float alpha, const float *A,
                       size_t bias_cs, float *C, size_t ldc, int act, float act_a, float act_b)
 {
     ek_sgemm_job j;
-    /* below ~0.2 M multiply-adds a split costs more than it saves */
-    if ((double)M * (double)N * (double)K < 2e5 || (M < 8 && N < 2 * EK_SPLIT_COLS))
-        return 0;
+    if (!ek_split_pays(M, N, K)) return 0;
     j.M = M, j.N = N, j.K = K, j.alpha = alpha, j.A = A, j.lda = lda, j.transA = transA, j.B = B, j.ldb = ldb;
     j.transB = transB, j.beta = beta, j.bias = bias, j.bias_rs = bias_rs, j.bias_cs = bias_cs, j.C = C, j.ldc = ldc;
     j.act = act, j.act_a = act_a, j.act_b = act_b, j.a_packed = 0, j.win = NULL;
@@ -146,8 +150,9 @@ int ek_sgemm_conv_parallel(size_t M, size_t N, size_t K, const float *A, int a_p
                            const ek_windows *win, const float *bias, float *C, size_t ldc, int act, float act_a,
                            float act_b)
 {
-    ek_sgemm_job j; /* ek_sgemm_parallel's job; the windows are B, so they split by columns only */
-    if ((double)M * (double)N * (double)K < 2e5 || (M < 8 && N < 2 * EK_SPLIT_COLS)) return 0;
+    ek_sgemm_job j; /* ek_sgemm_parallel's job; the windows are B, so they split by columns only, packed rows by
+                     * whole row groups */
+    if (!ek_split_pays(M, N, K)) return 0;
     j.M = M, j.N = N, j.K = K, j.alpha = 1, j.A = A, j.lda = K, j.transA = 0, j.B = B, j.ldb = ldb, j.transB = 0;
     j.beta = 1, j.bias = bias, j.bias_rs = 1, j.bias_cs = 0, j.C = C, j.ldc = ldc;
     j.act = act, j.act_a = act_a, j.act_b = act_b, j.a_packed = a_packed, j.win = win, j.by_columns = win || N >= M;
