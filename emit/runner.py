@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,13 +78,16 @@ class NativeFunction:
         self._out_types = [f"{_CFFI_TYPES[s.dtype]}[]" for s in self.outputs]
         self._out_strings = [is_string(s.dtype) for s in self.outputs]
         self._out_dtypes = [STRING_DTYPE if st else np.dtype(s.dtype) for s, st in zip(self.outputs, self._out_strings)]
-        self._arena_lock = threading.Lock()
-        self._arena_ptr = self._new_arena()
+        # arenas of finished calls, reused: list.pop and list.append are atomic, so concurrent calls (cffi releases
+        # the GIL) each take their own and no lock is needed
+        self._arenas = [self._new_arena()]
 
     def _init_specs(self) -> None:
         self._in_dtypes = [np.dtype(STRING_DTYPE if is_string(s.dtype) else s.dtype) for s in self.inputs]
         self._in_strings = [is_string(s.dtype) for s in self.inputs]
         self._names = [s.name for s in self.inputs]
+        # (dtype, shape) an input must have to skip conversion; None for strings, which are always encoded
+        self._ready = [None if st else (dt, s.shape) for s, dt, st in zip(self.inputs, self._in_dtypes, self._in_strings)]
 
     def _new_arena(self):
         return self._ffi.from_buffer("uint8_t[]", _aligned_bytes(self._arena_bytes, 16))  # keeps the array alive
@@ -129,6 +131,27 @@ class NativeFunction:
             raise ValueError(f"input '{spec.name}': expected shape {list(spec.shape)}, got {list(arr.shape)}")
         return np.ascontiguousarray(arr)
 
+    def _ready_arrays(self, args: tuple, kwargs: dict) -> list | tuple | None:
+        """The inputs as given when the call is the common one (a dict naming exactly the inputs, or the inputs in
+        order, each a C-contiguous array of the declared dtype and shape), else None for the general path."""
+        if kwargs:
+            return None
+        if len(args) == 1 and type(args[0]) is dict:
+            feeds = args[0]
+            if len(feeds) != len(self._names):
+                return None
+            try:
+                args = [feeds[n] for n in self._names]
+            except KeyError:
+                return None
+        elif len(args) != len(self._names):
+            return None
+        for v, ready in zip(args, self._ready):
+            if ready is None or type(v) is not np.ndarray or v.dtype != ready[0] or v.shape != ready[1] \
+                    or not v.flags.c_contiguous:
+                return None
+        return args
+
     def bind(self, args: tuple, kwargs: dict) -> list[np.ndarray]:
         if not kwargs and len(args) == len(self._names) and not (len(args) == 1 and isinstance(args[0], dict)):
             return [self._check(s, v, k) for k, (s, v) in enumerate(zip(self.inputs, args))]  # positional, in order
@@ -136,19 +159,22 @@ class NativeFunction:
         return [self._check(s, feeds[s.name], k) for k, s in enumerate(self.inputs)]
 
     def run(self, *args, **kwargs) -> dict[str, np.ndarray]:
-        arrays = self.bind(args, kwargs)
+        arrays = self._ready_arrays(args, kwargs)
+        if arrays is None:
+            arrays = self.bind(args, kwargs)
         outs = [np.zeros(s.shape, dt) if st else np.empty(s.shape, dt)
                 for s, dt, st in zip(self.outputs, self._out_dtypes, self._out_strings)]
         ffi = self._ffi
         ptrs = [ffi.from_buffer(t, a) for t, a in zip(self._in_types, arrays)]
-        ptrs += [ffi.from_buffer(t, o, require_writable=True) for t, o in zip(self._out_types, outs)]
-        if self._arena_lock.acquire(blocking=False):  # the cached arena, unless another thread's call is using it
-            try:
-                rc = self._fn(self._arena_ptr, *ptrs)
-            finally:
-                self._arena_lock.release()
-        else:
-            rc = self._fn(self._new_arena(), *ptrs)
+        ptrs += [ffi.from_buffer(t, o) for t, o in zip(self._out_types, outs)]  # fresh arrays: writable
+        try:
+            arena = self._arenas.pop()
+        except IndexError:  # another thread's call holds every arena made so far
+            arena = self._new_arena()
+        try:
+            rc = self._fn(arena, *ptrs)
+        finally:
+            self._arenas.append(arena)
         if rc != 0:
             raise RuntimeError(run_error(rc, _RANGE_ERROR))
         return {s.name: _decoded(o) if st else o for s, o, st in zip(self.outputs, outs, self._out_strings)}
