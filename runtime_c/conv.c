@@ -32,15 +32,16 @@ static int ek_conv_windows_in_place(const ek_conv_desc *d)
            (d->out[2] - 1) * d->stride[2] + d->k[2] <= d->in[2];
 }
 
-/* A 2-D (or 1-D) stride-1 convolution of more than one input channel per group: by windows (the kernel's taps are
- * shifted windows of a zero-padded band of input rows, read in place by the GEMM's packing), not im2col. Each
- * output row then carries (KW-1)*dil padded columns of wasted products: only rows 8 times longer than that
- * (im2col was as fast on 14x14 outputs of a 3x3 and faster on 7x7). */
+/* A 2-D (or 1-D) stride-1 convolution of more than one input channel per group, by windows when the exporter chose
+ * so (d->windows, from ConvGeometry.by_windows, which weighs the padded columns' wasted products against im2col's
+ * copies): the kernel's taps are shifted windows of a zero-padded band of input rows, read in place by the GEMM's
+ * packing, not im2col. The shape conditions are checked here too: a desc that asks for windows where they do not
+ * fit gets im2col. */
 static int ek_conv_by_windows(const ek_conv_desc *d)
 {
-    return d->c / d->group > 1 && !ek_conv_pointwise(d) && d->in[0] == 1 && d->out[0] == 1 && d->k[0] == 1 &&
-           d->pad[0] == 0 && d->stride[1] == 1 && d->stride[2] == 1 && d->pad[1] >= 0 && d->pad[2] >= 0 &&
-           d->out[2] >= 8 * (d->k[2] - 1) * d->dil[2] && d->tile > 0;
+    return d->windows && d->c / d->group > 1 && !ek_conv_pointwise(d) && d->in[0] == 1 && d->out[0] == 1 &&
+           d->k[0] == 1 && d->pad[0] == 0 && d->stride[1] == 1 && d->stride[2] == 1 && d->pad[1] >= 0 &&
+           d->pad[2] >= 0 && d->tile > 0;
 }
 
 /* the windows path's padded row length and its band's input rows, for d->tile output rows */

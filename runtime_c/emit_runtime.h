@@ -85,6 +85,8 @@ typedef struct {
     ptrdiff_t pad[3];      /* padding at the start of each spatial axis (ConvTranspose: may be negative) */
     size_t tile;           /* pixels per im2col / col2im chunk (scratch holds cols * tile elements); for a
                             * stride-1 2-D convolution by windows, output rows per band */
+    int windows;           /* Conv: by shifted windows of a padded band of input rows instead of im2col (stride-1
+                            * 2-D or 1-D convolutions of several input channels per group; conv.c checks the shape) */
     int packed;            /* Conv: w packed for the GEMM (EK_PACK_ROWS), each group's m/group rows on their own;
                             * never for a convolution of one input channel per group that is not 1x1 */
 } ek_conv_desc;

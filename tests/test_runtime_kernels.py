@@ -299,9 +299,11 @@ def test_dgemm_silu_epilogue(rt):
 # ---- convolution ----
 
 
-def _desc(rt, n, c, m, group, inp, out, k, stride, dil, pad, tile):
+def _desc(rt, n, c, m, group, inp, out, k, stride, dil, pad, tile, windows=0):
+    """windows: ask for the windows path (conv.c takes it only for the shapes it fits: stride 1, several input
+    channels per group), as the exporter does where ConvGeometry.by_windows says it costs less than im2col."""
     d = rt.ffi.new("ek_conv_desc *")
-    d.n, d.c, d.m, d.group, d.tile = n, c, m, group, tile
+    d.n, d.c, d.m, d.group, d.tile, d.windows = n, c, m, group, tile, windows
     for field, v, fill in (("in", inp, 1), ("out", out, 1), ("k", k, 1), ("stride", stride, 1), ("dil", dil, 1), ("pad", pad, 0)):
         v = [fill] * (3 - len(v)) + list(v)
         setattr(d, field, v)
@@ -372,7 +374,8 @@ CONVS = [
 @pytest.mark.parametrize("case", CONVS, ids=[c[0] for c in CONVS])
 @pytest.mark.parametrize("tile", [0, 7])  # 0: every output pixel in one im2col chunk
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_sconv_vs_numpy(rt, case, tile, with_bias):
+@pytest.mark.parametrize("windows", [0, 1])  # stride-1 cases both ways: im2col and windows
+def test_sconv_vs_numpy(rt, case, tile, with_bias, windows):
     _, n, c, m, group, inp, k, stride, dil, pad, pad_end = case
     out = [(i + p + e - ((kk - 1) * d + 1)) // s + 1 for i, p, e, kk, d, s in zip(inp, pad, pad_end, k, dil, stride)]
     rng = np.random.default_rng(1)
@@ -380,7 +383,7 @@ def test_sconv_vs_numpy(rt, case, tile, with_bias):
     w = rng.standard_normal((m, c // group, *k)).astype(np.float32)
     b = rng.standard_normal(m).astype(np.float32) if with_bias else None
     tile = tile or int(np.prod(out))
-    d = _desc(rt, n, c, m, group, inp, out, k, stride, dil, pad, tile)
+    d = _desc(rt, n, c, m, group, inp, out, k, stride, dil, pad, tile, windows)
     scratch = np.zeros(max(1, rt.lib.ek_conv_scratch(d)), np.float32)
     y = np.full((n, m, *out), np.nan, np.float32)
     rt.lib.ek_sconv(d, _ptr(rt, x, "float"), _ptr(rt, w, "float"), _ptr(rt, b, "float"), _ptr(rt, y, "float"),
@@ -402,21 +405,25 @@ PACKED_CONVS = [c for c in CONVS if c[3] // c[4] >= 8 and (c[2] // c[4] > 1 or c
 
 @pytest.mark.parametrize("case", PACKED_CONVS, ids=[c[0] for c in PACKED_CONVS])
 @pytest.mark.parametrize("build", ["rt", "rt_native"])
-def test_sconv_packed_weights(request, case, build):
+@pytest.mark.parametrize("windows", [0, 1])
+def test_sconv_packed_weights(request, case, build, windows):
     """Weights in the export-time packed layout (emit/passes/pack_weights.py) give the plain layout's results, bit
     for bit (same products in the same order), whether B is packed or read in place and however threads split."""
     from emit.passes.pack_weights import pack_rows
 
     runtime = request.getfixturevalue(build)
-    _, n, c, m, group, inp, k, stride, dil, pad, pad_end = case
+    name, n, c, m, group, inp, k, stride, dil, pad, pad_end = case
     out = [(i + p + e - ((kk - 1) * d + 1)) // s + 1 for i, p, e, kk, d, s in zip(inp, pad, pad_end, k, dil, stride)]
+    # 2-D: bands of 11 rows, or im2col chunks of 11 pixels; not for the windows cases' 441 pixels by im2col, whose
+    # 1-pixel tail the plain layout's ek_sgemm runs as dot products (summed in another order than the panels)
+    tile = 11 if len(inp) == 2 and (windows or not name.startswith("windows")) else int(np.prod(out))
     rng = np.random.default_rng(5)
     x = rng.standard_normal((n, c, *inp)).astype(np.float32)
     w = rng.standard_normal((m, c // group, *k)).astype(np.float32)
     b = rng.standard_normal(m).astype(np.float32)
     ys = []
     for packed in (0, 1):
-        d = _desc(runtime, n, c, m, group, inp, out, k, stride, dil, pad, 11 if len(inp) == 2 else int(np.prod(out)))
+        d = _desc(runtime, n, c, m, group, inp, out, k, stride, dil, pad, tile, windows)
         d.packed = packed
         wp = pack_rows(w, group) if packed else w
         scratch = np.zeros(max(1, runtime.lib.ek_conv_scratch(d)), np.float32)
@@ -435,11 +442,13 @@ def test_conv_scratch_sizes(rt):
     assert rt.lib.ek_conv_scratch(d) == 0  # depthwise: direct
     d = _desc(rt, 1, 8, 4, 2, (5, 5), (5, 5), (3, 3), (1, 1), (1, 1), (1, 1), 10)
     assert rt.lib.ek_conv_transpose_scratch(d) == 2 * 9 * 10
-    assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 10  # 5 wide: im2col of 10 pixels at a time
-    # stride 1, 16 wide: by windows, a band of 10 output rows of 16 + 2 padded columns (12 input rows), then the
-    # 2 output channels' rows of that length
-    d = _desc(rt, 1, 8, 4, 2, (16, 16), (16, 16), (3, 3), (1, 1), (1, 1), (1, 1), 10)
+    assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 10  # im2col of 10 pixels at a time
+    # by windows: a band of 10 output rows of 16 + 2 padded columns (12 input rows), then the 2 output channels'
+    # rows of that length
+    d = _desc(rt, 1, 8, 4, 2, (16, 16), (16, 16), (3, 3), (1, 1), (1, 1), (1, 1), 10, windows=1)
     assert rt.lib.ek_conv_scratch(d) == 4 * 12 * 18 + 2 * (9 * 18 + 16)
+    d = _desc(rt, 1, 8, 4, 2, (5, 5), (3, 3), (3, 3), (2, 2), (1, 1), (1, 1), 9, windows=1)
+    assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 9  # stride 2: windows do not fit, im2col
 
 
 def test_dconv_vs_numpy(rt):
@@ -508,3 +517,23 @@ def test_sconv_transpose_vs_numpy(rt, case, tile):
                               _ptr(rt, y, "float"), _ptr(rt, scratch, "float"), 6, 0.1, 0.0)
     ref = ref_conv_transpose(x, w, b, group, stride, dil, pad, out)
     np.testing.assert_allclose(y, np.where(ref < 0, 0.1 * ref, ref), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape, windows", [
+    ((6, 16, 14, 10, 5, 0), True),     # lenet's second conv: im2col's 1500 short row copies cost 1.6x
+    ((256, 256, 14, 14, 3, 1), True),  # the padded columns fit the same GEMM panels
+    ((64, 64, 10, 8, 3, 0), False),    # mtcnn: they add a panel for 64 output channels
+    ((48, 192, 13, 13, 3, 1), False),  # squeezenet's expand: a panel for 192 output channels
+    ((16, 32, 40, 40, 3, 1), True),    # rows 8x longer than the padding: windows whatever the panels
+    ((8, 8, 9, 5, 3, 1), True),
+])
+def test_conv_path_choice(shape, windows):
+    """The exporter's choice between im2col and windows (ConvGeometry.by_windows), which conv.c follows."""
+    from emit.ops.conv import ConvGeometry
+
+    c, m, size, out, k, pad = shape
+    g = ConvGeometry(n=1, c=c, m=m, group=1, inp=[1, size, size], out=[1, out, out], k=[1, k, k], stride=[1, 1, 1],
+                     dil=[1, 1, 1], pad=[0, pad, pad])
+    assert g.by_windows() is windows
+    g.stride = [1, 2, 2]
+    assert g.by_windows() is False

@@ -20,6 +20,9 @@ IM2COL_BUDGET = 1 << 17
 MIN_TILE = 256
 HARD_BUDGET = 1 << 22
 TILE_STEP = 32  # chunks are rounded up to whole GEMM panels (32 columns with AVX-512, fewer elsewhere)
+# im2col's cost per row segment it copies (an output row of one tap of one input channel) in multiply-adds of the
+# GEMM's time: ~5 ns a segment, ~0.02 ns a product with AVX-512 (lenet's 6->16 5x5 on 10x10: 1.6x faster by windows)
+IM2COL_SEGMENT_PRODUCTS = 200
 
 
 @dataclass
@@ -35,6 +38,7 @@ class ConvGeometry:
     dil: list[int]
     pad: list[int]  # padding at the start of each axis
     tile: int = 1
+    windows: bool = False  # by shifted windows of a padded band of input rows (by_windows), not im2col
     packed: bool = False  # w packed for the GEMM at export time (emit/passes/pack_weights.py)
 
     def c_init(self) -> str:
@@ -43,7 +47,7 @@ class ConvGeometry:
 
         return (
             f"{{ {self.n}, {self.c}, {self.m}, {self.group}, {arr(self.inp)}, {arr(self.out)}, {arr(self.k)}, "
-            f"{arr(self.stride)}, {arr(self.dil)}, {arr(self.pad)}, {self.tile}, {int(self.packed)} }}"
+            f"{arr(self.stride)}, {arr(self.dil)}, {arr(self.pad)}, {self.tile}, {int(self.windows)}, {int(self.packed)} }}"
         )
 
     @property
@@ -55,12 +59,25 @@ class ConvGeometry:
             and self.inp == self.out
 
     def by_windows(self) -> bool:
-        """conv.c's ek_conv_by_windows: a 2-D (or 1-D) stride-1 convolution of more than one input channel per
-        group, with output rows 8 times longer than the kernel's padding, runs on shifted windows of a padded band
-        of input rows, without im2col."""
-        return self.c // self.group > 1 and not self.pointwise() and self.inp[0] == 1 and self.out[0] == 1 \
-            and self.k[0] == 1 and self.pad[0] == 0 and self.stride[1] == 1 and self.stride[2] == 1 \
-            and self.pad[1] >= 0 and self.pad[2] >= 0 and self.out[2] >= 8 * (self.k[2] - 1) * self.dil[2]
+        """A 2-D (or 1-D) stride-1 convolution of more than one input channel per group (the shapes conv.c's
+        ek_conv_by_windows accepts) runs on shifted windows of a padded band of input rows, without im2col, when
+        that costs less: each output row then carries (KW-1)*dil padded columns of wasted products, which matter
+        only where they add GEMM panels, while im2col copies every output row of every tap and channel on its own
+        (1.1-1.8x slower on 10x10 to 14x14 outputs; 10% faster only where the padding adds a panel for many
+        output channels, as on mtcnn's 64-channel 3x3 on 8x8 or squeezenet's 192-channel expand on 13x13)."""
+        if not (self.c // self.group > 1 and not self.pointwise() and self.inp[0] == 1 and self.out[0] == 1
+                and self.k[0] == 1 and self.pad[0] == 0 and self.stride[1] == 1 and self.stride[2] == 1
+                and self.pad[1] >= 0 and self.pad[2] >= 0):
+            return False
+        rows, cols, extra = self.out[1], self.out[2], (self.k[2] - 1) * self.dil[2]
+        if cols >= 8 * extra:
+            return True
+
+        def panels(n: int) -> int:
+            return -(-n // TILE_STEP) * TILE_STEP
+
+        wasted = (panels((rows - 1) * (cols + extra) + cols) - panels(rows * cols)) * (self.m // self.group)
+        return wasted <= IM2COL_SEGMENT_PRODUCTS * rows
 
     def band_scratch(self, rows: int) -> int:
         """conv.c's ek_conv_scratch on the windows path: a band of `rows` output rows."""
@@ -152,6 +169,7 @@ def _emit_conv(ctx: Lowering, transpose: bool) -> None:
         g.tile = _tile(mg * g.kk, int(np.prod(g.inp)))
         elements = mg * g.kk * g.tile
     elif g.by_windows():
+        g.windows = True
         # output rows per band: the padded input band and the band's outputs within the im2col budget
         g.tile = max(1, min(g.out[1], IM2COL_BUDGET // max(1, g.band_scratch(2) - g.band_scratch(1))))
         elements = g.band_scratch(g.tile)
