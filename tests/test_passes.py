@@ -112,6 +112,53 @@ def test_gemm_bn_folds(tmp_path, trans_b, c_shape):
     run_both(model, {"a": rand(3, 5)}, tmp_path)
 
 
+def test_conv_transpose_bias_add_bn_relu_become_one_node(tmp_path):
+    """paddle2onnx writes a ConvTranspose's bias as an Add of a (1, C, 1, 1) constant: it folds like a BN, so the BN
+    after it folds and the Relu fuses."""
+    nodes = [
+        helper.make_node("ConvTranspose", ["x", "w"], ["c"], strides=[2, 2]),
+        helper.make_node("Add", ["c", "bias"], ["a"]),
+        bn_node("bn", "a", "n"),
+        helper.make_node("Relu", ["n"], ["y"]),
+    ]
+    inits = [init("w", rand(4, 5, 2, 2)), init("bias", rand(1, 5, 1, 1))] + bn_inits("bn", 5)
+    model = make_model(nodes, [tensor("x", [1, 4, 3, 3])], [tensor("y", [1, 5, 6, 6])], inits)
+    prog = passes(model)
+    assert [n.op_type for n in prog.nodes] == ["ConvTranspose"]
+    assert prog.nodes[0].attrs["__act__"] == ("relu", ())
+    run_both(model, {"x": rand(1, 4, 3, 3)}, tmp_path)
+
+
+@pytest.mark.parametrize("op, const_first, shape", [
+    ("Add", False, [6, 1, 1]), ("Add", True, [1, 6, 1, 1]), ("Mul", False, [1, 6, 1, 1]), ("Mul", True, []),
+    ("Add", False, [1]),
+])
+def test_per_channel_constant_folds_into_conv(tmp_path, op, const_first, shape):
+    ins = ["k", "c"] if const_first else ["c", "k"]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node(op, ins, ["y"])]
+    k = rand(*shape) if shape else np.float32(-1.5)
+    model = make_model(nodes, [tensor("x", [2, 3, 5, 5])], [tensor("y", [2, 6, 5, 5])],
+                       [init("w", rand(6, 3, 3, 3)), init("b", rand(6)), init("k", k)])
+    assert [n.op_type for n in passes(model).nodes] == ["Conv"]
+    run_both(model, {"x": rand(2, 3, 5, 5)}, tmp_path)
+
+
+def test_gemm_bias_add_folds(tmp_path):
+    nodes = [helper.make_node("Gemm", ["a", "w"], ["g"], transB=1), helper.make_node("Add", ["g", "k"], ["y"])]
+    model = make_model(nodes, [tensor("a", [3, 5])], [tensor("y", [3, 6])], [init("w", rand(6, 5)), init("k", rand(6))])
+    assert [n.op_type for n in passes(model).nodes] == ["Gemm"]
+    run_both(model, {"a": rand(3, 5)}, tmp_path)
+
+
+@pytest.mark.parametrize("shape, out", [([1, 6, 5, 1], [1, 6, 5, 5]), ([2, 6, 1, 1], [2, 6, 5, 5]),
+                                        ([1, 1, 1, 5], [1, 6, 5, 5])])
+def test_constant_varying_off_the_channel_axis_does_not_fold(shape, out):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Add", ["c", "k"], ["y"])]
+    model = make_model(nodes, [tensor("x", [1, 3, 5, 5])], [tensor("y", out)],
+                       [init("w", rand(6, 3, 3, 3)), init("k", rand(*shape))])
+    assert [n.op_type for n in passes(model).nodes] == ["Conv", "Add"]
+
+
 def test_bn_with_runtime_statistics_is_lowered_on_its_own(tmp_path):
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["y"])]
     model = make_model(

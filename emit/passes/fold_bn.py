@@ -1,8 +1,10 @@
-"""Fold an inference BatchNormalization into the Conv, ConvTranspose or Gemm before it (weights are constants).
+"""Fold an inference BatchNormalization, or an Add or Mul of a per-channel constant (a bias some exporters write as
+an Add after a bias-less layer: paddle2onnx's ConvTranspose), into the Conv, ConvTranspose or Gemm before it
+(weights are constants). Once folded, the activation after it can fuse too.
 
-BN(y) = y * s + t per channel, with s = scale / sqrt(var + eps) and t = B - mean * s. The producer's
-weights are scaled per output channel by s and its bias becomes b * s + t: new weight Buffers (the
-old ones may be shared), computed in float64 and cast back."""
+Each is y * s + t per output channel: BN with s = scale / sqrt(var + eps) and t = B - mean * s; Add with s = 1 and
+t the constant; Mul with s the constant and t = 0. The producer's weights are scaled per output channel by s and
+its bias becomes b * s + t: new weight Buffers (the old ones may be shared), computed in float64 and cast back."""
 
 from __future__ import annotations
 
@@ -30,6 +32,33 @@ def _bn_affine(prog: Program, bn: Node, channels: int) -> tuple[np.ndarray, np.n
     return s, bias - mean * s
 
 
+def _constant_affine(prog: Program, node: Node, src: str, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(s, t) of `src + c` or `src * c` (either order) for a constant c that varies along axis 1 only (a scalar
+    too), whose result has src's shape; else None."""
+    if node.domain != "" or len(node.inputs) != 2 or src not in node.inputs:
+        return None
+    other = node.inputs[1] if node.inputs[0] == src else node.inputs[0]
+    c = prog.weight_value(other)
+    x = prog.buffers[src]
+    if c is None or c.ndim > len(x.shape) or prog.buffers[node.outputs[0]].shape != x.shape:
+        return None
+    if np.dtype(c.dtype) != np.dtype(x.dtype):
+        return None
+    shape = (1,) * (len(x.shape) - c.ndim) + tuple(c.shape)
+    if any(d != 1 for a, d in enumerate(shape) if a != 1) or shape[1] not in (1, channels):
+        return None
+    v = np.broadcast_to(np.asarray(c, np.float64).reshape(-1), (channels,))
+    return (np.ones(channels), v.copy()) if node.op_type == "Add" else (v.copy(), np.zeros(channels))
+
+
+def _affine(prog: Program, node: Node, src: str, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
+    if node.op_type == "BatchNormalization":
+        return _bn_affine(prog, node, channels) if node.inputs[0] == src else None
+    if node.op_type in ("Add", "Mul"):
+        return _constant_affine(prog, node, src, channels)
+    return None
+
+
 def _fold_conv(prog: Program, p: Node, s: np.ndarray, t: np.ndarray) -> bool:
     w = prog.weight_value(p.inputs[1])
     if w is None or w.ndim < 3:
@@ -39,7 +68,9 @@ def _fold_conv(prog: Program, p: Node, s: np.ndarray, t: np.ndarray) -> bool:
     if b is None:
         return False
     w64 = w.astype(np.float64)
-    if p.op_type == "Conv":
+    if np.all(s == 1):
+        pass  # a bias: the weights stay as they are
+    elif p.op_type == "Conv":
         if w.shape[0] != len(s):
             return False
         w64 = w64 * s.reshape(-1, *[1] * (w.ndim - 1))
@@ -52,7 +83,8 @@ def _fold_conv(prog: Program, p: Node, s: np.ndarray, t: np.ndarray) -> bool:
         w64 = ws.reshape(w.shape)
     bias = b.astype(np.float64).reshape(-1) * s + t
     inputs = list(p.inputs) + [""] * (3 - len(p.inputs))
-    inputs[1] = prog.add_weight(p.inputs[1], w64.astype(w.dtype), "__bn")
+    if not np.all(s == 1):
+        inputs[1] = prog.add_weight(p.inputs[1], w64.astype(w.dtype), "__bn")
     inputs[2] = prog.add_weight(p.inputs[2] if has_b else f"{p.inputs[1]}_bias", bias.astype(w.dtype), "__bn")
     p.inputs = inputs
     return True
@@ -75,7 +107,8 @@ def _fold_gemm(prog: Program, p: Node, s: np.ndarray, t: np.ndarray) -> bool:
     b64 = bmat.astype(np.float64) * (s.reshape(-1, 1) if tb else s.reshape(1, -1))
     c64 = (beta * c.astype(np.float64) if has_c and beta != 0.0 else np.zeros(())) * s + t  # broadcasts to (..., N)
     inputs = list(p.inputs) + [""] * (3 - len(p.inputs))
-    inputs[1] = prog.add_weight(p.inputs[1], b64.astype(bmat.dtype), "__bn")
+    if not np.all(s == 1):
+        inputs[1] = prog.add_weight(p.inputs[1], b64.astype(bmat.dtype), "__bn")
     inputs[2] = prog.add_weight(p.inputs[2] if has_c else f"{p.inputs[1]}_bias", c64.astype(bmat.dtype), "__bn")
     p.inputs = inputs
     p.attrs["beta"] = 1.0
@@ -87,16 +120,17 @@ def fold_batchnorm(prog: Program) -> Program:
     consumers = prog.consumers()
     dropped: set[int] = set()
     for bn in prog.nodes:
-        if bn.op_type != "BatchNormalization" or not bn.inputs or not bn.inputs[0]:
+        if bn.op_type not in ("BatchNormalization", "Add", "Mul") or not bn.inputs:
             continue
-        src = bn.inputs[0]
-        p = sole_producer(prog, producers, consumers, src, FOLDABLE)
+        p = next((q for src in bn.inputs if src and (q := sole_producer(prog, producers, consumers, src, FOLDABLE))),
+                 None)
         if p is None:
             continue
+        src = p.outputs[0]
         x = prog.buffers[src]
         if np.dtype(x.dtype).kind != "f" or len(x.shape) < 2:
             continue
-        affine = _bn_affine(prog, bn, x.shape[1])
+        affine = _affine(prog, bn, src, x.shape[1])
         if affine is None:
             continue
         fold = _fold_gemm if p.op_type == "Gemm" else _fold_conv
