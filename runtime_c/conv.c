@@ -243,21 +243,23 @@ static void EK_FN(padded_row)(EK_T *row, size_t len, const EK_T *xr, size_t pad,
         yp[q] = acc;                                                                                        \
     }
 
-/* A 2-D plane, square kernel up to 7x7, stride 1 or 2, no dilation, by bands of output rows: the input rows a band
- * reads are copied once with their zero padding, then every output is KxK multiply-adds with no bounds checks.
- * Returns 0 when the case does not apply (or a padded row is too long for the buffers). */
+/* A 2-D plane, square kernel up to 7x7, stride 1 or 2 (or 2 down the rows and 1 along them), no dilation, by bands
+ * of output rows: the input rows a band reads are copied once with their zero padding, then every output is KxK
+ * multiply-adds with no bounds checks (stride 1 along rows: gemm.c's dw_rows, in vectors). Returns 0 when the case
+ * does not apply (or a padded row is too long for the buffers). */
 static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
                             EK_T act_a, EK_T act_b)
 {
     const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], S = d->stride[2], K = d->k[2];
+    const size_t SH = d->stride[1];
     const size_t PW = (OW - 1) * S + K; /* the padded row the outputs read */
     const size_t WS = (PW + 1) / 2;     /* stride 2: a row of one column phase */
     const size_t pw = (size_t)d->pad[2];
     EK_T xp[EK_DW_BAND], yp[EK_DW_BAND];
     size_t band, oh0, r, c, c0, c1, oh, q, nq, kh, kw, hs = 0;
-    int phases;
-    if (d->k[0] != 1 || d->k[1] != K || K > 7 || d->dil[1] != 1 || d->dil[2] != 1 || d->stride[1] != S ||
-        (S != 1 && S != 2) || K * PW > EK_DW_BAND || d->pad[0] != 0 || d->pad[1] < 0 || d->pad[2] < 0)
+    int phases, direct = 0;
+    if (d->k[0] != 1 || d->k[1] != K || K > 7 || d->dil[1] != 1 || d->dil[2] != 1 || (SH != S && S != 1) ||
+        (SH != 1 && SH != 2) || K * PW > EK_DW_BAND || d->pad[0] != 0 || d->pad[1] < 0 || d->pad[2] < 0)
         return 0;
     /* stride 2 with rows of 24 outputs or more: split into phase planes (EK_DW_PHASES); on shorter rows the extra
      * copy loops cost more than the stride-2 grid's wasted outputs (measured on 14x14 and 7x7 outputs) */
@@ -265,14 +267,14 @@ static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w,
     if (phases)
         band = EK_DW_BAND / (4 * WS) - K / 2; /* the 4 phase planes of band + K/2 rows fit xp */
     else
-        band = (EK_DW_BAND / PW - K) / S + 1; /* output rows whose (band-1)*S+K input rows fit xp; yp fits too */
+        band = (EK_DW_BAND / PW - K) / SH + 1; /* output rows whose (band-1)*SH+K input rows fit xp; yp fits too */
     ek_conv_padded_cols(pw, IW, PW, &c0, &c1);
     for (oh0 = 0; oh0 < OH; oh0 += band) {
-        const size_t bh = OH - oh0 < band ? OH - oh0 : band, rows = (bh - 1) * S + K;
+        const size_t bh = OH - oh0 < band ? OH - oh0 : band, rows = (bh - 1) * SH + K;
         const size_t lp = phases ? WS : PW; /* the row length of the band's outputs in yp */
         if (phases) hs = (rows + 1) / 2;
         for (r = 0; r < rows; ++r) {
-            const ptrdiff_t ih = (ptrdiff_t)(oh0 * S + r) - d->pad[1];
+            const ptrdiff_t ih = (ptrdiff_t)(oh0 * SH + r) - d->pad[1];
             const EK_T *xr = ih >= 0 && ih < (ptrdiff_t)IH ? x + (size_t)ih * IW : NULL; /* column c: xr[c - pw] */
             if (!phases) {
                 EK_FN(padded_row)(xp + r * PW, PW, xr, pw, c0, c1);
@@ -286,22 +288,24 @@ static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w,
             }
         }
         nq = (bh - 1) * lp + OW;
-        switch (phases ? K : K * 4 + S) { /* constant K and S in the common cases */
-        case 3: EK_DW_PHASES(3); break;
-        case 5: EK_DW_PHASES(5); break;
-        case 13: EK_DW_PLANE(3, 1); break;
-        case 14: EK_DW_PLANE(3, 2); break;
-        case 21: EK_DW_PLANE(5, 1); break;
-        case 22: EK_DW_PLANE(5, 2); break;
-        default:
-            if (phases) {
-                EK_DW_PHASES(K);
-            } else {
-                EK_DW_PLANE(K, S);
+        if (S == 1) { /* straight into y, or into yp for the copy below */
+            direct = EK_FN(dw_rows)(xp, PW, SH, w, K, b, y + oh0 * OW, OW, yp, bh, OW);
+        } else {
+            switch (phases ? K : K * 4 + S) { /* constant K and S in the common cases */
+            case 3: EK_DW_PHASES(3); break;
+            case 5: EK_DW_PHASES(5); break;
+            case 14: EK_DW_PLANE(3, 2); break;
+            case 22: EK_DW_PLANE(5, 2); break;
+            default:
+                if (phases) {
+                    EK_DW_PHASES(K);
+                } else {
+                    EK_DW_PLANE(K, S);
+                }
+                break;
             }
-            break;
         }
-        for (oh = 0; oh < bh; ++oh) memcpy(y + (oh0 + oh) * OW, yp + oh * lp, OW * sizeof(EK_T));
+        for (oh = 0; oh < bh && !direct; ++oh) memcpy(y + (oh0 + oh) * OW, yp + oh * lp, OW * sizeof(EK_T));
         EK_FN(act)(y + oh0 * OW, bh * OW, act, act_a, act_b); /* while the band is in L1 */
     }
     return 1;

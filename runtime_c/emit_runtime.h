@@ -72,6 +72,17 @@ void ek_ssilu(const float *x, float *y, size_t n);
 /* y = erf(x) within a few ulp (x == y allowed) */
 void ek_serf(const float *x, float *y, size_t n);
 
+/* A depthwise convolution's taps over a band of zero-padded input rows pw long (conv.c's banded path), stride 1
+ * along rows and sh (1 or 2) down them: y[r * ly + c] = b + the sum over kh, kw < k of
+ * w[kh * k + kw] * xp[(r * sh + kh) * pw + kw + c], for r < nr, c < nc (nc + k - 1 <= pw). Vectors of outputs where
+ * the target has them. Returns 1, or 0 when it wrote yp[r * pw + c] instead (rows shorter than a vector: the band
+ * computed as one row, yp holding (nr - 1) * pw + nc elements). */
+int ek_sdw_rows(const float *xp, size_t pw, size_t sh, const float *w, size_t k, float b, float *y, size_t ly,
+                float *yp, size_t nr, size_t nc);
+/* ek_sdw_rows for double. */
+int ek_ddw_rows(const double *xp, size_t pw, size_t sh, const double *w, size_t k, double b, double *y, size_t ly,
+                double *yp, size_t nr, size_t nc);
+
 /* ---- conv.c (needs gemm.c) ---- */
 
 /* Shape of one convolution; 1-D and 2-D convolutions are 3-D ones with leading spatial sizes 1. */

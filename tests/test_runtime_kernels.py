@@ -349,6 +349,12 @@ CONVS = [
     ("depthwise_bands_3x3", 1, 2, 2, 2, (90, 100), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),  # 3 bands of 38 rows
     ("depthwise_bands_5x5_s2", 1, 2, 2, 2, (101, 150), (5, 5), (2, 2), (1, 1), (2, 2), (1, 2)),
     ("depthwise_even_6x6", 1, 2, 2, 2, (12, 11), (6, 6), (1, 1), (1, 1), (3, 2), (2, 3)),  # generic K
+    # stride 1 along rows: vectors of outputs in blocks of 4 rows (a row left over, the last vector overlapping the
+    # one before it), or the band as one row when rows are shorter than a vector
+    ("depthwise_rows_3x3", 1, 2, 2, 2, (10, 35), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_rows_5x5_stride_2_1", 1, 3, 3, 3, (12, 37), (5, 5), (2, 1), (1, 1), (2, 2), (2, 2)),  # ppocr rec
+    ("depthwise_rows_3x3_stride_2_1", 1, 2, 4, 2, (9, 20), (3, 3), (2, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_rows_7x7", 1, 2, 2, 2, (11, 23), (7, 7), (1, 1), (1, 1), (3, 3), (3, 3)),
     # stride 2 with rows of >= 24 outputs: split into 4 phase planes (row and column parity), odd and even padding
     ("depthwise_phases_3x3", 1, 3, 3, 3, (50, 61), (3, 3), (2, 2), (1, 1), (1, 0), (0, 1)),
     ("depthwise_phases_4x4", 1, 2, 2, 2, (30, 60), (4, 4), (2, 2), (1, 1), (1, 2), (2, 1)),
@@ -390,6 +396,25 @@ def test_sconv_vs_numpy(rt, case, tile, with_bias, windows):
                     _ptr(rt, scratch, "float"), 1, 0.0, 0.0)
     ref = np.maximum(ref_conv(x, w, b, stride, dil, pad, out), 0)
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+DEPTHWISE = [c for c in CONVS if c[2] == c[4] and c[3] % c[4] == 0 and len(c[5]) == 2]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE, ids=[c[0] for c in DEPTHWISE])
+def test_sconv_depthwise_native(rt_native, case):
+    """The depthwise kernels as the native build compiles them (AVX vectors of 8 or 16: other rows are short)."""
+    _, n, c, m, group, inp, k, stride, dil, pad, pad_end = case
+    out = [(i + p + e - ((kk - 1) * d + 1)) // s + 1 for i, p, e, kk, d, s in zip(inp, pad, pad_end, k, dil, stride)]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, *inp)).astype(np.float32)
+    w = rng.standard_normal((m, c // group, *k)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    d = _desc(rt_native, n, c, m, group, inp, out, k, stride, dil, pad, int(np.prod(out)))
+    y = np.full((n, m, *out), np.nan, np.float32)
+    rt_native.lib.ek_sconv(d, _ptr(rt_native, x, "float"), _ptr(rt_native, w, "float"), _ptr(rt_native, b, "float"),
+                           _ptr(rt_native, y, "float"), rt_native.ffi.NULL, 0, 0.0, 0.0)
+    np.testing.assert_allclose(y, ref_conv(x, w, b, stride, dil, pad, out), rtol=1e-4, atol=1e-4)
 
 
 # convolutions conv.c runs as a GEMM, with more than EK_PACK_ROWS output channels per group (weights packed at export)
