@@ -551,6 +551,7 @@ def test_sconv_transpose_vs_numpy(rt, case, tile):
     ((48, 192, 13, 13, 3, 1), False),  # squeezenet's expand: a panel for 192 output channels
     ((16, 32, 40, 40, 3, 1), True),    # rows 8x longer than the padding: windows whatever the panels
     ((8, 8, 9, 5, 3, 1), True),
+    ((16, 32, 4, 3, 3, 1), False),     # 9 outputs: im2col's columns are few enough for dot products
 ])
 def test_conv_path_choice(shape, windows):
     """The exporter's choice between im2col and windows (ConvGeometry.by_windows), which conv.c follows."""
