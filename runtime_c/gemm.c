@@ -395,6 +395,20 @@ void EK_FN(act)(EK_T *y, size_t n, int act, EK_T act_a, EK_T act_b)
         for (i = 0; i < n; ++i) y[i] = y[i] * EK_FN(sigmoid1)(y[i]);
         return;
     }
+    if (act == EK_ACT_HARDSWISH) { /* act1's arithmetic; a depthwise conv's epilogue through act1 took 6x its taps */
+        for (i = 0; i < n; ++i) {
+            const EK_T v = y[i], t = v / (EK_T)6 + (EK_T)0.5;
+            y[i] = v * (t < 0 ? (EK_T)0 : (t > 1 ? (EK_T)1 : t));
+        }
+        return;
+    }
+    if (act == EK_ACT_HARDSIGMOID) {
+        for (i = 0; i < n; ++i) {
+            const EK_T t = act_a * y[i] + act_b;
+            y[i] = t < 0 ? (EK_T)0 : (t > 1 ? (EK_T)1 : t);
+        }
+        return;
+    }
     for (i = 0; i < n; ++i) y[i] = EK_FN(act1)(y[i], act, act_a, act_b);
 }
 

@@ -311,3 +311,35 @@ def test_im2col_scratch_lives_in_the_arena_for_its_node_only(tmp_path, monkeypat
         assert spans[b.name] == (step, step)
         assert b.nbytes <= 4 * 200 + 4 * 36  # the budget, or one pixel's column if that is larger
     run_both(model, {"x": rand(2, 3, 9, 9)}, tmp_path)
+
+
+@pytest.mark.parametrize("form", ["div_after_mul", "div_before_mul", "mul_by_sixth"])
+def test_written_out_hardswish_fuses_into_conv(tmp_path, form):
+    """x * Clip(x + 3, 0, 6) / 6 (paddle2onnx's HardSwish) becomes the Conv's HardSwish epilogue."""
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "three"], ["t"]),
+             helper.make_node("Clip", ["t", "zero", "six"], ["r"])]
+    if form == "div_after_mul":
+        nodes += [helper.make_node("Mul", ["c", "r"], ["m"]), helper.make_node("Div", ["m", "six"], ["y"])]
+    elif form == "div_before_mul":
+        nodes += [helper.make_node("Div", ["r", "six"], ["d"]), helper.make_node("Mul", ["d", "c"], ["y"])]
+    else:
+        nodes += [helper.make_node("Mul", ["r", "c"], ["m"]), helper.make_node("Mul", ["sixth", "m"], ["y"])]
+    inits = [init("w", rand(4, 3, 3, 3)), init("b", rand(4)), init("three", np.float32(3)), init("zero", np.float32(0)),
+             init("six", np.float32(6)), init("sixth", np.float32(1 / 6))]
+    model = make_model(nodes, [tensor("x", [1, 3, 6, 6])], [tensor("y", [1, 4, 6, 6])], inits)
+    prog = passes(model)
+    assert [n.op_type for n in prog.nodes] == ["Conv"]
+    assert prog.nodes[0].attrs["__act__"] == ("hardswish", ())
+    run_both(model, {"x": rand(1, 3, 6, 6, lo=-5, hi=5)}, tmp_path)
+
+
+def test_clip_chain_that_is_not_hardswish_stays(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Add", ["c", "two"], ["t"]),
+             helper.make_node("Clip", ["t", "zero", "six"], ["r"]), helper.make_node("Mul", ["c", "r"], ["m"]),
+             helper.make_node("Div", ["m", "six"], ["y"])]
+    inits = [init("w", rand(4, 3, 1, 1)), init("two", np.float32(2)), init("zero", np.float32(0)),
+             init("six", np.float32(6))]
+    model = make_model(nodes, [tensor("x", [1, 3, 4, 4])], [tensor("y", [1, 4, 4, 4])], inits)
+    assert [n.op_type for n in passes(model).nodes] == ["Conv", "Add", "Clip", "Mul", "Div"]
+    run_both(model, {"x": rand(1, 3, 4, 4, lo=-5, hi=5)}, tmp_path)

@@ -97,7 +97,76 @@ def _fuse_silu(prog: Program) -> Program:
     return prog
 
 
+def _other_scalar(prog: Program, node: Node, x: str) -> float | None:
+    """The compile-time scalar that `node` (a binary op) combines with x, or None."""
+    if node.domain != "" or len(node.inputs) != 2 or x not in node.inputs or node.inputs[0] == node.inputs[1]:
+        return None
+    v = _scalar(prog, node, 1 if node.inputs[0] == x else 0)
+    return None if v is None or math.isnan(v) else v
+
+
+def _divides_by_6(prog: Program, node: Node, x: str) -> bool:
+    """node is x / 6 or x * (1/6)."""
+    v = _other_scalar(prog, node, x)
+    if v is None:
+        return False
+    return (node.op_type == "Div" and node.inputs[0] == x and v == 6.0) or (
+        node.op_type == "Mul" and abs(v - 1 / 6) <= 1e-7)
+
+
+def _only_user(prog: Program, consumers: dict, name: str) -> Node | None:
+    users = consumers.get(name, [])
+    return users[0] if len(users) == 1 and name not in prog.outputs else None
+
+
+def _hardswish_chain(prog: Program, producers: dict, consumers: dict, clip: Node) -> tuple[str, list[Node]] | None:
+    """(x, the nodes) if `clip` is the middle of HardSwish written out: x * Clip(x + 3, 0, 6) / 6, the division
+    before or after the product (paddle2onnx writes it so; as a HardSwish node the Conv before it applies it in its
+    epilogue instead of four passes over the tensor)."""
+    if activation(prog, clip) != ("clip", (0.0, 6.0)):
+        return None
+    prod = producers.get(clip.inputs[0])
+    if prod is None or prod.op_type != "Add" or _only_user(prog, consumers, prod.outputs[0]) is not clip:
+        return None
+    x = next((i for i in prod.inputs if _other_scalar(prog, prod, i) == 3.0), None)
+    u = _only_user(prog, consumers, clip.outputs[0])
+    if x is None or u is None:
+        return None
+    v = _only_user(prog, consumers, u.outputs[0])
+    if v is None:
+        return None
+    if u.op_type == "Mul" and sorted(u.inputs) == sorted([x, clip.outputs[0]]) and _divides_by_6(prog, v, u.outputs[0]):
+        pass  # (x * clip) / 6
+    elif _divides_by_6(prog, u, clip.outputs[0]) and v.op_type == "Mul" and sorted(v.inputs) == sorted([x, u.outputs[0]]):
+        pass  # x * (clip / 6)
+    else:
+        return None
+    bx, by = prog.buffers[x], prog.buffers[v.outputs[0]]
+    if np.dtype(bx.dtype).name not in ("float32", "float64") or by.dtype != bx.dtype or by.shape != bx.shape:
+        return None
+    return x, [prod, clip, u, v]
+
+
+def _fuse_hardswish(prog: Program) -> Program:
+    producers = prog.producers()
+    consumers = prog.consumers()
+    replaced: dict[int, Node | None] = {}
+    for n in prog.nodes:
+        if n.op_type != "Clip" or id(n) in replaced:
+            continue
+        found = _hardswish_chain(prog, producers, consumers, n)
+        if found is None or any(id(m) in replaced for m in found[1]):
+            continue
+        x, chain = found
+        for m in chain[:-1]:
+            replaced[id(m)] = None
+        replaced[id(chain[-1])] = Node("HardSwish", f"{chain[-1].name}__hardswish", [x], list(chain[-1].outputs))
+    prog.nodes = [replaced.get(id(n), n) for n in prog.nodes if replaced.get(id(n), n) is not None]
+    return prog
+
+
 def fuse_activations(prog: Program) -> Program:
+    prog = _fuse_hardswish(prog)
     prog = _fuse_silu(prog)
     producers = prog.producers()
     consumers = prog.consumers()
