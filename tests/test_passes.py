@@ -343,3 +343,24 @@ def test_clip_chain_that_is_not_hardswish_stays(tmp_path):
     model = make_model(nodes, [tensor("x", [1, 3, 4, 4])], [tensor("y", [1, 4, 4, 4])], inits)
     assert [n.op_type for n in passes(model).nodes] == ["Conv", "Add", "Clip", "Mul", "Div"]
     run_both(model, {"x": rand(1, 3, 4, 4, lo=-5, hi=5)}, tmp_path)
+
+
+def test_elementwise_ops_write_over_inputs_that_die(tmp_path):
+    """Add(a, b) with a and b dying writes over a; Mul(a2, y) where a2 is read again later does not; the model's
+    input is never written."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"]), helper.make_node("Conv", ["x", "w"], ["b"]),
+             helper.make_node("Add", ["a", "b"], ["s"]),           # a dies here: s takes its memory
+             helper.make_node("Relu", ["s"], ["r"]),               # and r takes s's
+             helper.make_node("Conv", ["x", "w"], ["a2"]),
+             helper.make_node("Mul", ["a2", "r"], ["m"]),          # r dies, a2 does not: m takes r's
+             helper.make_node("Add", ["m", "a2"], ["y"]),          # the output is its own buffer
+             helper.make_node("Neg", ["x"], ["nx"]), helper.make_node("Add", ["nx", "y"], ["y2"])]
+    model = make_model(nodes, [tensor("x", [1, 3, 4, 4])], [tensor("y2", [1, 3, 4, 4])], [init("w", rand(3, 3, 1, 1))])
+    prog = passes(model)
+    views = {b.name: b.view_of for b in prog.buffers.values() if b.view_of}
+    assert views["s"] in ("a", "b") and views["r"] == "s" and views["m"] == "r"
+    assert "nx" not in views  # its input is the model's
+    x = rand(1, 3, 4, 4)
+    keep = x.copy()
+    run_both(model, {"x": x}, tmp_path)
+    np.testing.assert_array_equal(x, keep)

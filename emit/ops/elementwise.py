@@ -480,3 +480,9 @@ def _prelu_slope_shape(ctx: Lowering, xs: tuple[int, ...], ss: tuple[int, ...]) 
         if len(hits) == 1:
             return tuple(d if k == hits[0] else 1 for k, d in enumerate(xs))
     ctx.fail(f"slope shape {list(ss)} does not broadcast to input shape {list(xs)}")
+
+
+# Ops whose lowering (ew_loop, or a vector kernel that allows x == y) reads every input element at the output's own
+# index only and before storing it: the output may take the memory of an input of its shape and dtype that dies
+# there (emit/passes/in_place.py).
+POINTWISE = frozenset(UNARY) | frozenset(_BINARY) | {"Max", "Min", "Sum", "Mean", "Where", "Clip", "PRelu"}

@@ -6,6 +6,7 @@ from ..ir import Program
 from .dequant import gather_before_dequant, matmul_reads_int8
 from .fold_bn import fold_batchnorm
 from .fuse_act import fuse_activations
+from .in_place import share_dying_inputs
 from .pack_weights import pack_conv_weights
 from .plan_memory import plan_memory
 from .qdq import qdq_to_integer
@@ -14,7 +15,8 @@ from .simplify import drop_identities, prune
 from .views import make_views
 from .widen import widen_narrow_floats
 
-GRAPH_PASSES = [widen_narrow_floats, drop_identities, gather_before_dequant, matmul_reads_int8, qdq_to_integer, fold_batchnorm, fuse_activations, prune, make_views, sink_constant_work]
+GRAPH_PASSES = [widen_narrow_floats, drop_identities, gather_before_dequant, matmul_reads_int8, qdq_to_integer, fold_batchnorm, fuse_activations, prune, make_views, sink_constant_work,
+               share_dying_inputs]
 
 
 def optimize(prog: Program, pack_weights: bool = False) -> Program:

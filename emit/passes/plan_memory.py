@@ -1,7 +1,9 @@
-"""One arena for every intermediate: liveness intervals over the step order, then greedy-by-size
-placement (largest first, lowest offset that overlaps no live neighbour), 16-byte aligned."""
+"""One arena for every intermediate: liveness intervals over the step order, then greedy placement in several
+orders (largest first, lowest offset or tightest gap that overlaps no live neighbour), 16-byte aligned."""
 
 from __future__ import annotations
+
+import random
 
 from ..ir import ARENA, Program, bodies
 
@@ -77,9 +79,23 @@ def _place(order: list[str], sizes: dict[str, int], spans: dict[str, tuple[int, 
     return offsets, top
 
 
+def _peak(spans: dict[str, tuple[int, int]], sizes: dict[str, int]) -> int:
+    """The largest sum of sizes live at one step: no placement does better."""
+    events: dict[int, int] = {}
+    for k, (a, b) in spans.items():
+        events[a] = events.get(a, 0) + sizes[k]
+        events[b + 1] = events.get(b + 1, 0) - sizes[k]
+    peak = live = 0
+    for step in sorted(events):
+        live += events[step]
+        peak = max(peak, live)
+    return peak
+
+
 def plan_memory(prog: Program) -> Program:
-    """Several greedy orders (largest first, earliest first, longest-lived first), first and best fit;
-    the smallest arena wins. Each is quadratic in the number of buffers, which stays in the hundreds."""
+    """Several greedy orders (largest first, earliest first, longest-lived first, ...), first and best fit; then,
+    while the arena is above the liveness lower bound, the largest-first order with sizes jittered (seeded, so
+    builds repeat). The smallest arena wins. Each try is quadratic in the number of buffers (hundreds)."""
     spans = liveness(prog)
     sizes = {k: _align(max(prog.buffers[k].nbytes, 1)) for k in spans}
     names = sorted(spans)
@@ -88,9 +104,17 @@ def plan_memory(prog: Program) -> Program:
         sorted(names, key=lambda k: (spans[k][0], -sizes[k])),
         sorted(names, key=lambda k: (-(spans[k][1] - spans[k][0]), -sizes[k])),
         sorted(names, key=lambda k: (-sizes[k] * (spans[k][1] - spans[k][0] + 1), spans[k][0])),
+        sorted(names, key=lambda k: (-sizes[k], spans[k][0] - spans[k][1])),
     ]
+    bound = _peak(spans, sizes)
+    rng = random.Random(0)
+    tries = 48 if len(names) <= 1000 else 4
     best: tuple[dict[str, int], int] | None = None
-    for order in orders:
+    for t in range(len(orders) + tries):
+        if best is not None and best[1] <= bound:
+            break
+        order = orders[t] if t < len(orders) else sorted(
+            names, key=lambda k: (-sizes[k] * rng.uniform(0.7, 1.3), spans[k][0]))
         for best_fit in (False, True):
             offsets, top = _place(order, sizes, spans, best_fit)
             if best is None or top < best[1]:
@@ -110,8 +134,4 @@ def naive_bytes(prog: Program) -> int:
 def peak_live_bytes(prog: Program) -> int:
     """The liveness lower bound: the largest sum of live intermediates at any step."""
     spans = liveness(prog)
-    peak = 0
-    for step in range(max((b for _, b in spans.values()), default=-1) + 1):
-        live = sum(_align(prog.buffers[k].nbytes) for k, (a, b) in spans.items() if a <= step <= b)
-        peak = max(peak, live)
-    return peak
+    return _peak(spans, {k: _align(prog.buffers[k].nbytes) for k in spans})
