@@ -287,6 +287,13 @@ static EK_T EK_FN(act1)(EK_T v, int act, EK_T a, EK_T b)
 }
 
 #if EK_WIDE_TILES
+/* the column of the vector after the one at c in a row of n >= vl outputs, n at the end: the last vector ends at n,
+ * overlapping the one before it (whose outputs it writes again, alike) rather than a scalar tail */
+static size_t EK_FN(next_vector)(size_t c, size_t n, size_t vl)
+{
+    return c + 2 * vl <= n ? c + vl : (c + vl < n ? n - vl : n);
+}
+
 /* 4 output rows (sh input rows apart) x one vector of outputs from column c (RB 4), or 1 row: each input vector is
  * loaded once for every output row that reads it (a load per multiply-add was the limit: unaligned vector loads),
  * in four independent chains. KC and sh are constants at each call site. AVX builds: under V8 the plain loops below,
@@ -322,13 +329,12 @@ EK_INLINE void EK_FN(dw_rows_k)(const EK_T *xp, size_t pw, size_t sh, const EK_T
 {
     size_t r0 = 0, r, c = 0, kh, kw;
 #if EK_WIDE_TILES
-    if (nc >= EK_VL) {
-        /* whole vectors; the last one ends at nc, overlapping the one before (its outputs written twice, alike) */
+    if (nc >= EK_VL) { /* whole vectors: blocks of RB rows, then the rows left one at a time */
         for (; r0 + RB <= nr; r0 += RB)
-            for (c = 0; c < nc; c = c + 2 * EK_VL <= nc ? c + EK_VL : (c + EK_VL < nc ? nc - EK_VL : nc))
+            for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))
                 EK_FN(dw_block)(xp + r0 * sh * pw, pw, sh, w, KC, RB, b, yp + r0 * ly, ly, c);
         for (; r0 < nr; ++r0)
-            for (c = 0; c < nc; c = c + 2 * EK_VL <= nc ? c + EK_VL : (c + EK_VL < nc ? nc - EK_VL : nc))
+            for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))
                 EK_FN(dw_block)(xp + r0 * sh * pw, pw, sh, w, KC, 1, b, yp + r0 * ly, ly, c);
         return;
     }

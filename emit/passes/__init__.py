@@ -15,8 +15,10 @@ from .simplify import drop_identities, prune
 from .views import make_views
 from .widen import widen_narrow_floats
 
-GRAPH_PASSES = [widen_narrow_floats, drop_identities, gather_before_dequant, matmul_reads_int8, qdq_to_integer, fold_batchnorm, fuse_activations, prune, make_views, sink_constant_work,
-               share_dying_inputs]
+GRAPH_PASSES = [
+    widen_narrow_floats, drop_identities, gather_before_dequant, matmul_reads_int8, qdq_to_integer, fold_batchnorm,
+    fuse_activations, prune, make_views, sink_constant_work, share_dying_inputs,
+]
 
 
 def optimize(prog: Program, pack_weights: bool = False) -> Program:

@@ -119,10 +119,10 @@ def fold_batchnorm(prog: Program) -> Program:
     producers = prog.producers()
     consumers = prog.consumers()
     dropped: set[int] = set()
-    for bn in prog.nodes:
-        if bn.op_type not in ("BatchNormalization", "Add", "Mul") or not bn.inputs:
+    for n in prog.nodes:
+        if n.op_type not in ("BatchNormalization", "Add", "Mul") or not n.inputs:
             continue
-        p = next((q for src in bn.inputs if src and (q := sole_producer(prog, producers, consumers, src, FOLDABLE))),
+        p = next((q for src in n.inputs if src and (q := sole_producer(prog, producers, consumers, src, FOLDABLE))),
                  None)
         if p is None:
             continue
@@ -130,13 +130,13 @@ def fold_batchnorm(prog: Program) -> Program:
         x = prog.buffers[src]
         if np.dtype(x.dtype).kind != "f" or len(x.shape) < 2:
             continue
-        affine = _affine(prog, bn, src, x.shape[1])
+        affine = _affine(prog, n, src, x.shape[1])
         if affine is None:
             continue
         fold = _fold_gemm if p.op_type == "Gemm" else _fold_conv
         if not fold(prog, p, *affine):
             continue
-        absorb(prog, p, bn, producers)
-        dropped.add(id(bn))
+        absorb(prog, p, n, producers)
+        dropped.add(id(n))
     prog.nodes = [n for n in prog.nodes if id(n) not in dropped]
     return prog

@@ -4,7 +4,7 @@ ppocrv4_det's peak is a residual Add of two 2.4 MB tensors)."""
 
 from __future__ import annotations
 
-from ..ir import ARENA, VIEW, Node, Program, walk_nodes
+from ..ir import ARENA, VIEW, Node, Program, bodies, walk_nodes
 from ..ops.elementwise import POINTWISE
 
 
@@ -19,7 +19,7 @@ def share_dying_inputs(prog: Program) -> Program:
         for name in _reads(n):
             last[prog.root(name).name] = s
     for s, n in enumerate(prog.nodes):
-        if n.op_type not in POINTWISE or n.domain != "" or len(n.outputs) != 1 or n.attrs.get("__bodies__"):
+        if n.op_type not in POINTWISE or n.domain != "" or len(n.outputs) != 1 or bodies(n):
             continue
         y = prog.buffers[n.outputs[0]]
         if y.storage != ARENA or y.name in prog.outputs:
