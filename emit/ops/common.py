@@ -147,3 +147,31 @@ def sum_loop(acc: str, ctype: str, n: int, term: str, var: str = "j") -> str:
         f"    for (size_t l_ = 0; l_ < {lanes}; ++l_) {acc} += part[l_];",
         "}",
     ])
+
+
+def max_loop(acc: str, ctype: str, n: int, term: str, var: str = "j") -> str:
+    """C setting `acc` to the largest `term` for var < n (n >= 1), as `if (t > acc) acc = t` from the first term on.
+    Long rows keep SUM_LANES running maxima, which the compiler holds in vector lanes (one running maximum is a chain
+    of compares: a softmax's max pass took longer than its e^x). A NaN can then stay in a lane where the single chain
+    would have passed over it; a softmax row with a NaN is NaN whatever its max."""
+    if n < 2 * SUM_LANES:
+        return "\n".join([
+            f"{{ const size_t {var} = 0; {acc} = {term}; }}",
+            f"for (size_t {var} = 1; {var} < {n}; ++{var}) {{ const {ctype} t_ = {term}; if (t_ > {acc}) {acc} = t_; }}",
+        ])
+    lanes, tail = SUM_LANES, n % SUM_LANES
+    return "\n".join([
+        "{",
+        f"    {ctype} part[{lanes}];",
+        f"    for (size_t {var} = 0; {var} < {lanes}; ++{var}) part[{var}] = {term};",
+        f"    for (size_t b_ = {lanes}; b_ < {n - tail}; b_ += {lanes})",
+        f"        for (size_t l_ = 0; l_ < {lanes}; ++l_) {{",
+        f"            const size_t {var} = b_ + l_;",
+        f"            const {ctype} t_ = {term};",
+        "            part[l_] = t_ > part[l_] ? t_ : part[l_];",
+        "        }",
+        f"    {acc} = part[0];",
+        f"    for (size_t l_ = 1; l_ < {lanes}; ++l_) {acc} = part[l_] > {acc} ? part[l_] : {acc};",
+        f"    for (size_t {var} = {n - tail}; {var} < {n}; ++{var}) {{ const {ctype} t_ = {term}; if (t_ > {acc}) {acc} = t_; }}",
+        "}",
+    ])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Buffer
-from .common import broadcast_strides, is_float, literal, math_fn, normalize_axis, strides, sum_loop
+from .common import broadcast_strides, is_float, literal, math_fn, max_loop, normalize_axis, strides, sum_loop
 from .reduce import axis_groups, loops
 from .registry import Lowering, op
 
@@ -82,11 +82,7 @@ def lower_softmax(ctx: Lowering) -> None:
         ]
     else:
         exp, log = math_fn("exp", x.dtype), math_fn("log", x.dtype)
-        body += [
-            f"    {t} mx = xr[0];",
-            f"    for (size_t j = 1; j < {n}; ++j) if (xr[{j}] > mx) mx = xr[{j}];",
-            f"    {t} sum = 0;",
-        ]
+        body += [f"    {t} mx;", _indent(max_loop("mx", t, n, f"xr[{j}]")), f"    {t} sum = 0;"]
         if kind == "Softmax" and t == "float" and inner == 1 and n >= 16:
             # contiguous float rows: the vectorised e^x of gemm.c and a lane-parallel sum, not a libm call per element
             ctx.kernel("gemm")
