@@ -130,6 +130,22 @@ def normalize_axis(axis: int, rank: int) -> int:
 SUM_LANES = 16  # partial sums: one AVX-512 vector, four 16-byte ones
 
 
+def _lanes(ctype: str, n: int, var: str, first: str, start: int, update: str, combine: str) -> str:
+    """SUM_LANES running partial results `part[l]` over var < n (n >= 2 * SUM_LANES): `first` sets them up (terms
+    below `start` included), `update` (with {l} for the lane) takes term var into lane l, whole rows of lanes then
+    the tail into lane 0, and `combine` ends it."""
+    lanes, tail = SUM_LANES, n % SUM_LANES
+    return "\n".join([
+        "{",
+        f"    {ctype} part[{lanes}]{first};",
+        f"    for (size_t b_ = {start}; b_ < {n - tail}; b_ += {lanes})",
+        f"        for (size_t l_ = 0; l_ < {lanes}; ++l_) {{ const size_t {var} = b_ + l_; {update.format(l='l_')} }}",
+        f"    for (size_t {var} = {n - tail}; {var} < {n}; ++{var}) {{ {update.format(l='0')} }}",
+        f"    {combine}",
+        "}",
+    ])
+
+
 def sum_loop(acc: str, ctype: str, n: int, term: str, var: str = "j") -> str:
     """C adding `term` (an expression of `var`) for var < n into the existing variable `acc`. Long sums keep
     SUM_LANES independent partial sums, which the compiler holds in vector lanes: one running sum is a
@@ -137,16 +153,8 @@ def sum_loop(acc: str, ctype: str, n: int, term: str, var: str = "j") -> str:
     vectorised runtime's does.)"""
     if n < 2 * SUM_LANES:
         return f"for (size_t {var} = 0; {var} < {n}; ++{var}) {acc} += {term};"
-    lanes, tail = SUM_LANES, n % SUM_LANES
-    return "\n".join([
-        "{",
-        f"    {ctype} part[{lanes}] = {{ 0 }};",
-        f"    for (size_t b_ = 0; b_ < {n - tail}; b_ += {lanes})",
-        f"        for (size_t l_ = 0; l_ < {lanes}; ++l_) {{ const size_t {var} = b_ + l_; part[l_] += {term}; }}",
-        f"    for (size_t {var} = {n - tail}; {var} < {n}; ++{var}) part[0] += {term};",
-        f"    for (size_t l_ = 0; l_ < {lanes}; ++l_) {acc} += part[l_];",
-        "}",
-    ])
+    return _lanes(ctype, n, var, " = { 0 }", 0, f"part[{{l}}] += {term};",
+                  f"for (size_t l_ = 0; l_ < {SUM_LANES}; ++l_) {acc} += part[l_];")
 
 
 def max_loop(acc: str, ctype: str, n: int, term: str, var: str = "j") -> str:
@@ -154,24 +162,11 @@ def max_loop(acc: str, ctype: str, n: int, term: str, var: str = "j") -> str:
     Long rows keep SUM_LANES running maxima, which the compiler holds in vector lanes (one running maximum is a chain
     of compares: a softmax's max pass took longer than its e^x). A NaN can then stay in a lane where the single chain
     would have passed over it; a softmax row with a NaN is NaN whatever its max."""
+    # a select, not an if: the lanes' loop then vectorises
+    take = f"const {ctype} t_ = {term}; {{dst}} = t_ > {{dst}} ? t_ : {{dst}};"
     if n < 2 * SUM_LANES:
-        return "\n".join([
-            f"{{ const size_t {var} = 0; {acc} = {term}; }}",
-            f"for (size_t {var} = 1; {var} < {n}; ++{var}) {{ const {ctype} t_ = {term}; if (t_ > {acc}) {acc} = t_; }}",
-        ])
-    lanes, tail = SUM_LANES, n % SUM_LANES
-    return "\n".join([
-        "{",
-        f"    {ctype} part[{lanes}];",
-        f"    for (size_t {var} = 0; {var} < {lanes}; ++{var}) part[{var}] = {term};",
-        f"    for (size_t b_ = {lanes}; b_ < {n - tail}; b_ += {lanes})",
-        f"        for (size_t l_ = 0; l_ < {lanes}; ++l_) {{",
-        f"            const size_t {var} = b_ + l_;",
-        f"            const {ctype} t_ = {term};",
-        "            part[l_] = t_ > part[l_] ? t_ : part[l_];",
-        "        }",
-        f"    {acc} = part[0];",
-        f"    for (size_t l_ = 1; l_ < {lanes}; ++l_) {acc} = part[l_] > {acc} ? part[l_] : {acc};",
-        f"    for (size_t {var} = {n - tail}; {var} < {n}; ++{var}) {{ const {ctype} t_ = {term}; if (t_ > {acc}) {acc} = t_; }}",
-        "}",
-    ])
+        return f"{{ const size_t {var} = 0; {acc} = {term}; }}\n" \
+               f"for (size_t {var} = 1; {var} < {n}; ++{var}) {{ {take.format(dst=acc)} }}"
+    first = f"; for (size_t {var} = 0; {var} < {SUM_LANES}; ++{var}) part[{var}] = {term}"
+    return _lanes(ctype, n, var, first, SUM_LANES, take.format(dst="part[{l}]"),
+                  f"{acc} = part[0]; for (size_t l_ = 1; l_ < {SUM_LANES}; ++l_) if (part[l_] > {acc}) {acc} = part[l_];")
