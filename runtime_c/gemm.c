@@ -259,6 +259,13 @@ EK_INLINE ek_sv ek_svsigmoid(ek_sv v)
 #endif
 #define EK_DOTS_BT (EK_SVL * 256) /* elements of a transposed small B on the stack (4-16 KiB) */
 
+/* min(max(t, 0), 1): HardSigmoid of t = a * v + b; HardSwish is v times that of v / 6 + 0.5 (inlined, so that act's
+ * loops over them vectorise) */
+EK_INLINE EK_T EK_FN(clamp01)(EK_T t)
+{
+    return t < 0 ? (EK_T)0 : (t > 1 ? (EK_T)1 : t);
+}
+
 /* the activation epilogue on one value; the switch is cheap next to the K multiply-adds before it */
 static EK_T EK_FN(act1)(EK_T v, int act, EK_T a, EK_T b)
 {
@@ -274,11 +281,9 @@ static EK_T EK_FN(act1)(EK_T v, int act, EK_T a, EK_T b)
     case EK_ACT_SILU:
         return v * EK_FN(sigmoid1)(v);
     case EK_ACT_HARDSIGMOID:
-        t = a * v + b;
-        return t < 0 ? (EK_T)0 : (t > 1 ? (EK_T)1 : t);
+        return EK_FN(clamp01)(a * v + b);
     case EK_ACT_HARDSWISH:
-        t = v / (EK_T)6 + (EK_T)0.5;
-        return v * (t < 0 ? (EK_T)0 : (t > 1 ? (EK_T)1 : t));
+        return v * EK_FN(clamp01)(v / (EK_T)6 + (EK_T)0.5);
     case EK_ACT_LEAKYRELU:
         return v < 0 ? a * v : v;
     default:
@@ -401,18 +406,12 @@ void EK_FN(act)(EK_T *y, size_t n, int act, EK_T act_a, EK_T act_b)
         for (i = 0; i < n; ++i) y[i] = y[i] * EK_FN(sigmoid1)(y[i]);
         return;
     }
-    if (act == EK_ACT_HARDSWISH) { /* act1's arithmetic; a depthwise conv's epilogue through act1 took 6x its taps */
-        for (i = 0; i < n; ++i) {
-            const EK_T v = y[i], t = v / (EK_T)6 + (EK_T)0.5;
-            y[i] = v * (t < 0 ? (EK_T)0 : (t > 1 ? (EK_T)1 : t));
-        }
+    if (act == EK_ACT_HARDSWISH) { /* through act1's switch a depthwise conv's epilogue took 6x its taps */
+        for (i = 0; i < n; ++i) y[i] = y[i] * EK_FN(clamp01)(y[i] / (EK_T)6 + (EK_T)0.5);
         return;
     }
     if (act == EK_ACT_HARDSIGMOID) {
-        for (i = 0; i < n; ++i) {
-            const EK_T t = act_a * y[i] + act_b;
-            y[i] = t < 0 ? (EK_T)0 : (t > 1 ? (EK_T)1 : t);
-        }
+        for (i = 0; i < n; ++i) y[i] = EK_FN(clamp01)(act_a * y[i] + act_b);
         return;
     }
     for (i = 0; i < n; ++i) y[i] = EK_FN(act1)(y[i], act, act_a, act_b);
