@@ -20,6 +20,9 @@ IM2COL_BUDGET = 1 << 17
 MIN_TILE = 256
 HARD_BUDGET = 1 << 22
 TILE_STEP = 32  # chunks are rounded up to whole GEMM panels (32 columns with AVX-512, fewer elsewhere)
+# output positions per image below which gemm.c may run a conv's product as dot-product blocks (N <= 8): neither
+# windows nor packed weights (emit/passes/pack_weights.py) serve those
+MIN_POSITIONS = 16
 # im2col's cost per row segment it copies (an output row of one tap of one input channel) in multiply-adds of the
 # GEMM's time: ~5 ns a segment, ~0.02 ns a product with AVX-512 (lenet's 6->16 5x5 on 10x10: 1.6x faster by windows)
 IM2COL_SEGMENT_PRODUCTS = 200
@@ -72,7 +75,7 @@ class ConvGeometry:
         rows, cols, extra = self.out[1], self.out[2], (self.k[2] - 1) * self.dil[2]
         if cols >= 8 * extra:
             return True
-        if rows * cols < 16:
+        if rows * cols < MIN_POSITIONS:
             return False  # im2col's few columns go to the GEMM's dot-product blocks (silero's encoder: 1.4x faster)
 
         def panels(n: int) -> int:

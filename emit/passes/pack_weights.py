@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Node, Program
+from ..ops.conv import MIN_POSITIONS
 
 PACK_ROWS = 8  # EK_PACK_ROWS
-MIN_POSITIONS = 16  # output positions per image below which gemm.c may take its dot-product path (N <= 8)
 
 
 def pack_rows(w: np.ndarray, group: int) -> np.ndarray:
