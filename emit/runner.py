@@ -112,9 +112,6 @@ class NativeFunction:
         self._blob = blob
 
     def _check(self, spec: TensorSpec, value: Any, k: int) -> np.ndarray:
-        if type(value) is np.ndarray and value.dtype == self._in_dtypes[k] and value.shape == spec.shape \
-                and value.flags.c_contiguous and not self._in_strings[k]:
-            return value  # the common case, checked in one line
         if self._in_strings[k]:
             arr = np.asarray(value, dtype=object)
             if any(not isinstance(v, (str, bytes)) for v in arr.ravel()):
@@ -156,16 +153,18 @@ class NativeFunction:
                 return None
         return args
 
-    def bind(self, args: tuple, kwargs: dict) -> list[np.ndarray]:
+    def bind(self, args: tuple, kwargs: dict) -> list[np.ndarray] | tuple:
+        """The inputs in order, each checked (and converted where it must be): the common call as given."""
+        ready = self._ready_arrays(args, kwargs)
+        if ready is not None:
+            return ready
         if not kwargs and len(args) == len(self._names) and not (len(args) == 1 and isinstance(args[0], dict)):
             return [self._check(s, v, k) for k, (s, v) in enumerate(zip(self.inputs, args))]  # positional, in order
         feeds = bind_feeds(self._names, args, kwargs)
         return [self._check(s, feeds[s.name], k) for k, s in enumerate(self.inputs)]
 
     def run(self, *args, **kwargs) -> dict[str, np.ndarray]:
-        arrays = self._ready_arrays(args, kwargs)
-        if arrays is None:
-            arrays = self.bind(args, kwargs)
+        arrays = self.bind(args, kwargs)
         outs = [np.zeros(s.shape, dt) if st else self._output(k, s.shape, dt)
                 for k, (s, dt, st) in enumerate(zip(self.outputs, self._out_dtypes, self._out_strings))]
         ffi = self._ffi
