@@ -54,17 +54,19 @@ def activation(prog: Program, n: Node) -> tuple[str, tuple[float, ...]] | None:
     return None
 
 
+def _only_user(prog: Program, consumers: dict, name: str) -> Node | None:
+    users = consumers.get(name, [])
+    return users[0] if len(users) == 1 and name not in prog.outputs else None
+
+
 def _silu_mul(prog: Program, consumers: dict, sig: Node) -> Node | None:
     """The Mul of `x * Sigmoid(x)` (SiLU, YOLO's activation) if `sig` is that Sigmoid: its output feeds only
     that Mul, whose other input is x, with x's shape, dtype and result shape."""
     if sig.op_type != "Sigmoid" or sig.domain != "" or not sig.inputs or not sig.inputs[0]:
         return None
     x, s = sig.inputs[0], sig.outputs[0]
-    users = consumers.get(s, [])
-    if len(users) != 1 or s in prog.outputs:
-        return None
-    m = users[0]
-    if m.op_type != "Mul" or m.domain != "" or sorted(m.inputs) != sorted([x, s]):
+    m = _only_user(prog, consumers, s)
+    if m is None or m.op_type != "Mul" or m.domain != "" or sorted(m.inputs) != sorted([x, s]):
         return None
     bx, by = prog.buffers[x], prog.buffers[m.outputs[0]]
     if np.dtype(bx.dtype).name not in ("float32", "float64") or by.dtype != bx.dtype or by.shape != bx.shape:
@@ -112,11 +114,6 @@ def _divides_by_6(prog: Program, node: Node, x: str) -> bool:
         return False
     return (node.op_type == "Div" and node.inputs[0] == x and v == 6.0) or (
         node.op_type == "Mul" and abs(v - 1 / 6) <= 1e-7)
-
-
-def _only_user(prog: Program, consumers: dict, name: str) -> Node | None:
-    users = consumers.get(name, [])
-    return users[0] if len(users) == 1 and name not in prog.outputs else None
 
 
 def _hardswish_chain(prog: Program, producers: dict, consumers: dict, clip: Node) -> tuple[str, list[Node]] | None:
