@@ -30,6 +30,7 @@
 #define EK_SVL 4
 #endif
 typedef float ek_sv __attribute__((vector_size(EK_SVL * 4)));
+typedef int32_t ek_siv __attribute__((vector_size(EK_SVL * 4)));
 /* AVX, AVX-512 (a native build): a copy of the register tile's loop for packed weights, every activation applied
  * in registers. Narrower targets (wasm, NEON, microcontrollers) keep one loop per B layout and only the cheap
  * epilogues in registers: each copy costs them ~10 kB of code. */
@@ -158,7 +159,6 @@ EK_SMAP(ek_serf, ek_serf1(v))
 #undef EK_SMAP
 
 #if EK_WIDE_TILES /* the vector e^x of the register epilogue */
-typedef int32_t ek_siv __attribute__((vector_size(EK_SVL * 4)));
 
 /* x < lim ? lim : x (or >), per lane; NaN kept, as the scalar comparisons do */
 EK_INLINE ek_sv ek_svsel(ek_siv m, ek_sv yes, ek_sv no)
@@ -1006,6 +1006,83 @@ void EK_FN(gemm_conv)(size_t M, size_t N, size_t K, const EK_T *A, int a_packed,
 }
 
 #ifdef EK_Q8
+#if EK_WIDE_TILES /* clang 14 for wasm kept q8_rows' accumulators and conversions in memory: 1.4-2x slower there */
+#if EK_SVL == 16
+#define EK_Q8_ROWS 16 /* rows of C per pass of q8_rows, EK_Q8_NV vectors of columns each: AVX-512, 16 x 1 */
+#define EK_Q8_NV 1
+#define EK_Q8_MAX_M ((size_t)-1) /* 1.1-1.5x the panels' speed at every M measured (16-256) */
+#else
+#define EK_Q8_ROWS 6 /* AVX2 (16 registers): 6 x 2, as its register tile */
+#define EK_Q8_NV 2
+#define EK_Q8_MAX_M 24 /* 1.5x the panels' speed at M = 16, even at 32, slower above: they convert B once */
+#endif
+typedef int8_t ek_sbv __attribute__((vector_size(EK_SVL * EK_Q8_NV)));
+typedef int16_t ek_shv __attribute__((vector_size(EK_SVL * EK_Q8_NV * 2)));
+typedef int32_t ek_sqv __attribute__((vector_size(EK_SVL * EK_Q8_NV * 4)));
+typedef float ek_sfv __attribute__((vector_size(EK_SVL * EK_Q8_NV * 4)));
+/* int8 lanes to float lanes through 16 and 32 bits: gcc 12 did int8 -> int32 lane by lane, in scalar code */
+#define EK_Q8_FLOATS(q) __builtin_convertvector(__builtin_convertvector(__builtin_convertvector(q, ek_shv), ek_sqv), ek_sfv)
+
+/* C = alpha A op(Bq) for B not transposed, scaled per k, per column or once: a vector of C's columns for
+ * EK_Q8_ROWS rows at a time, each int8 vector of B converted once and used by all those rows, the scales applied
+ * to A's block (per k) or to the sums (per column, once); the panels instead convert and store every B panel
+ * before its row tiles read it back, which took a third of minilm's time. Columns past the last whole vector are
+ * left to the caller. */
+EK_NOINLINE void ek_sgemm_q8_rows(size_t M, size_t N, size_t K, float alpha, const float *A, size_t ars, size_t acs,
+                                  const int8_t *B, size_t ldb, const float *scale, size_t sks, size_t sns, float *C,
+                                  size_t ldc)
+{
+    float at[EK_KC * EK_Q8_ROWS]; /* A's block transposed: k's EK_Q8_ROWS values together, broadcast by offset */
+    size_t i0, i, j, k, k0;
+    for (i0 = 0; i0 < M; i0 += EK_Q8_ROWS) {
+        const size_t mr = M - i0 < EK_Q8_ROWS ? M - i0 : EK_Q8_ROWS;
+        for (k0 = 0; k0 < K; k0 += EK_KC) {
+            const size_t kc = K - k0 < EK_KC ? K - k0 : EK_KC;
+            const int first = k0 == 0, last = k0 + kc == K;
+            for (i = 0; i < EK_Q8_ROWS; ++i) { /* rows past the end repeat the last, not stored */
+                const float *a = A + (i0 + (i < mr ? i : mr - 1)) * ars + k0 * acs;
+                for (k = 0; k < kc; ++k) at[k * EK_Q8_ROWS + i] = a[k * acs] * (sks ? scale[(k0 + k) * sks] : 1.0f);
+            }
+            for (j = 0; j + EK_SVL * EK_Q8_NV <= N; j += EK_SVL * EK_Q8_NV) {
+                float *c = C + i0 * ldc + j;
+                ek_sv acc[EK_Q8_ROWS][EK_Q8_NV], s[EK_Q8_NV];
+                size_t v;
+                for (i = 0; i < EK_Q8_ROWS; ++i)
+                    for (v = 0; v < EK_Q8_NV; ++v) {
+                        const ek_sv z = EK_VZERO;
+                        acc[i][v] = z;
+                        if (!first && i < mr) memcpy(&acc[i][v], c + i * ldc + v * EK_SVL, sizeof acc[i][v]);
+                    }
+                for (k = 0; k < kc; ++k) {
+                    const float *ak = at + k * EK_Q8_ROWS;
+                    ek_sbv q;
+                    ek_sfv bw;
+                    ek_sv b[EK_Q8_NV];
+                    memcpy(&q, B + (k0 + k) * ldb + j, sizeof q);
+                    bw = EK_Q8_FLOATS(q);
+                    memcpy(b, &bw, sizeof b);
+                    for (i = 0; i < EK_Q8_ROWS; ++i)
+                        for (v = 0; v < EK_Q8_NV; ++v) acc[i][v] += b[v] * ak[i];
+                }
+                for (v = 0; v < EK_Q8_NV; ++v)
+                    if (last && sns) {
+                        memcpy(&s[v], scale + j + v * EK_SVL, sizeof s[v]);
+                        s[v] *= alpha;
+                    } else {
+                        const ek_sv z = EK_VZERO;
+                        s[v] = z + (!last ? 1.0f : sks ? alpha : alpha * scale[0]);
+                    }
+                for (i = 0; i < mr; ++i)
+                    for (v = 0; v < EK_Q8_NV; ++v) {
+                        const ek_sv r = acc[i][v] * s[v];
+                        memcpy(c + i * ldc + v * EK_SVL, &r, sizeof r);
+                    }
+            }
+        }
+    }
+}
+#endif
+
 void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, int transA, const int8_t *B,
                  size_t ldb, int transB, const float *bscale, size_t bscale_ks, size_t bscale_ns, float beta,
                  const float *bias, size_t bias_rs, size_t bias_cs, float *C, size_t ldc, int act, float act_a,
@@ -1018,8 +1095,21 @@ void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size
         ek_sgemm(M, N, 0, alpha, A, lda, transA, NULL, 0, 0, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
         return;
     }
-    /* the packed loop for every shape (fewer rows than a block just leave some unstored): each int8 element is
-     * read and scaled once per call, where a dequantised copy would be written and read back at 4 bytes each */
+    /* each int8 element is read and scaled once per call (per block of rows), where a dequantised copy would be
+     * written and read back at 4 bytes each */
+#if EK_WIDE_TILES
+    if (!transB && M <= EK_Q8_MAX_M && N >= EK_SVL * EK_Q8_NV) {
+        const size_t nv = N / (EK_SVL * EK_Q8_NV) * (EK_SVL * EK_Q8_NV);
+        size_t i;
+        ek_sgemm_q8_rows(M, nv, K, alpha, A, ars, acs, B, ldb, bscale, bscale_ks, bscale_ns, C, ldc);
+        if (bias || act != EK_ACT_NONE)
+            for (i = 0; i < M; ++i)
+                ek_sfinish_row(C + i * ldc, nv, 1, beta, bias ? bias + i * bias_rs : bias, bias_cs, act, act_a, act_b);
+        if (nv == N) return;
+        N -= nv, B += nv, C += nv, bscale += nv * bscale_ns, bias = bias ? bias + nv * bias_cs : bias;
+    }
+#endif
+    /* B^T, the columns left, narrower builds: the packed loop (fewer rows than a block leave some unstored) */
     src.B = NULL, src.Bq = B, src.scale = bscale, src.ldb = ldb, src.sks = bscale_ks, src.sns = bscale_ns;
     src.transB = transB, src.win = NULL;
     ek_spanels(M, N, K, alpha, A, ars, acs, 0, &src, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);

@@ -184,6 +184,13 @@ def rt_native(tmp_path_factory):
     return _build(tmp_path_factory, "_ek_kernels_native_test", ["-O3", "-march=native", "-fno-strict-aliasing"])
 
 
+@pytest.fixture(scope="module")
+def rt_avx2(tmp_path_factory):
+    """The native build on a machine without AVX-512 (vectors of 8 floats, 16 registers): -march=native less AVX-512,
+    which runs wherever the native build does."""
+    return _build(tmp_path_factory, "_ek_kernels_avx2_test", ["-O3", "-march=native", "-mno-avx512f", "-fno-strict-aliasing"])
+
+
 def _edge_values() -> np.ndarray:
     tiny, big = np.finfo(np.float32).tiny, np.finfo(np.float32).max
     edges = [0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, big, -big, tiny, -tiny, 1e-45, -1e-45, 1e-40, -1e-40,
@@ -270,11 +277,12 @@ def test_sgemm_few_rows_native(rt_native, m):
 
 @pytest.mark.parametrize("scale_kind", ["column", "row", "one"])
 @pytest.mark.parametrize("tb", [False, True])
-def test_sgemm_q8_dequantises_as_it_packs(rt, rt_native, scale_kind, tb):
-    """ek_sgemm_q8: B int8 with scales is exactly the float32 GEMM of (float)B * scale."""
+def test_sgemm_q8_dequantises_as_it_packs(rt, rt_native, rt_avx2, scale_kind, tb):
+    """ek_sgemm_q8: B int8 with scales is exactly the float32 GEMM of (float)B * scale. Shapes: a few rows, blocks of
+    rows with a partial one, K past one block (128 floats; 512 with AVX), columns past the last whole vector."""
     rng = np.random.default_rng(5)
-    for lib in (rt, rt_native):
-        for m, n, k in ((1, 40, 33), (13, 70, 300), (9, 3, 5)):
+    for lib in (rt, rt_native, rt_avx2):
+        for m, n, k in ((1, 40, 33), (13, 70, 300), (9, 3, 5), (37, 50, 600)):
             q = rng.integers(-127, 128, size=(n, k) if tb else (k, n)).astype(np.int8)
             scale = {"column": rng.random(n), "row": rng.random(k), "one": rng.random(1)}[scale_kind].astype(np.float32)
             ks, ns = {"column": (0, 1), "row": (1, 0), "one": (0, 0)}[scale_kind]
@@ -283,10 +291,10 @@ def test_sgemm_q8_dequantises_as_it_packs(rt, rt_native, scale_kind, tb):
             bias = rng.standard_normal(n).astype(np.float32)
             c = np.full((m, n), np.nan, np.float32)
             ffi = lib.ffi
-            lib.lib.ek_sgemm_q8(m, n, k, 1.0, ffi.from_buffer("float[]", a), k, 0, ffi.from_buffer("int8_t[]", q), k if tb else n,
+            lib.lib.ek_sgemm_q8(m, n, k, 0.5, ffi.from_buffer("float[]", a), k, 0, ffi.from_buffer("int8_t[]", q), k if tb else n,
                                 int(tb), ffi.from_buffer("float[]", scale), ks, ns, 1.0, ffi.from_buffer("float[]", bias), 0, 1,
                                 ffi.from_buffer("float[]", c), n, 1, 0.0, 0.0)
-            ref = np.maximum(a.astype(np.float64) @ bf + bias, 0)
+            ref = np.maximum(0.5 * (a.astype(np.float64) @ bf) + bias, 0)
             bound = 1e-5 * (np.abs(a) @ np.abs(bf) + np.abs(bias))  # float32 rounding of the sum's terms
             assert np.all(np.abs(c - ref) <= bound), float(np.max(np.abs(c - ref) - bound))
 
