@@ -458,13 +458,13 @@ typedef struct {
  * in each of micro_c's calls, so each gets a loop of its own. */
 EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs, int packed, const EK_T *ap,
                                  const EK_T *bp, int direct, const size_t *boff, EK_T *C, size_t ldc, int first,
-                                 const EK_FN(tile_end) *end)
+                                 const EK_FN(tile_end) *end, size_t nv)
 {
     EK_V c[EK_MR][EK_NV];
     const EK_T *r[EK_MR];
     size_t i, v, k;
     for (i = 0; i < EK_MR; ++i) {
-        for (v = 0; v < EK_NV; ++v) {
+        for (v = 0; v < nv; ++v) {
             const EK_V z = EK_VZERO;
             c[i][v] = z;
             if (!first) memcpy(&c[i][v], C + i * ldc + v * EK_VL, sizeof c[i][v]);
@@ -475,10 +475,10 @@ EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs,
     for (k = 0; k < kc; ++k) {
         EK_V b[EK_NV];
         const EK_T *bk = direct ? bp + boff[k] : bp + k * EK_NR;
-        for (v = 0; v < EK_NV; ++v) memcpy(&b[v], bk + v * EK_VL, sizeof b[v]);
+        for (v = 0; v < nv; ++v) memcpy(&b[v], bk + v * EK_VL, sizeof b[v]);
         for (i = 0; i < EK_MR; ++i) {
             const EK_T a = r[i][k * acs];
-            for (v = 0; v < EK_NV; ++v) c[i][v] += b[v] * a;
+            for (v = 0; v < nv; ++v) c[i][v] += b[v] * a;
         }
     }
     if (end) { /* the last block: bias and activation in registers, before the only store */
@@ -487,7 +487,7 @@ EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs,
 #define EK_SEL(m, yes, no) ((EK_V)(((mask)(yes) & (m)) | ((mask)(no) & ~(m))))
         for (i = 0; i < EK_MR; ++i) {
             const EK_T bi = end->bias ? end->bias[i * end->bias_rs] : (EK_T)0;
-            for (v = 0; v < EK_NV; ++v) {
+            for (v = 0; v < nv; ++v) {
                 EK_V t = c[i][v] + bi;
                 switch (end->act) { /* each as act1, NaN kept */
                 case EK_ACT_RELU: /* x < 0 ? 0 : x */
@@ -529,24 +529,30 @@ EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs,
 #undef EK_SEL
     }
     for (i = 0; i < EK_MR; ++i)
-        for (v = 0; v < EK_NV; ++v) memcpy(C + i * ldc + v * EK_VL, &c[i][v], sizeof c[i][v]);
+        for (v = 0; v < nv; ++v) memcpy(C + i * ldc + v * EK_VL, &c[i][v], sizeof c[i][v]);
 }
 
+/* narrow: the tile's columns fit one vector (a panel's last few), so only its first vector is computed (AVX builds:
+ * the 9 columns left of 169 cost a whole 32-column tile) */
 static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *ap, const EK_T *bp,
-                           const size_t *boff, EK_T *C, size_t ldc, int first, const EK_FN(tile_end) *end)
+                           const size_t *boff, EK_T *C, size_t ldc, int first, const EK_FN(tile_end) *end, int narrow)
 {
 #if EK_WIDE_TILES
-    if (ap && boff)
-        EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 1, boff, C, ldc, first, end);
+    if (narrow && ap) /* never read in place: B is read in place by whole panels only */
+        EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 0, NULL, C, ldc, first, end, 1);
+    else if (narrow)
+        EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end, 1);
+    else if (ap && boff)
+        EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 1, boff, C, ldc, first, end, EK_NV);
     else if (ap)
-        EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 0, NULL, C, ldc, first, end);
+        EK_FN(micro_tile)(kc, NULL, 0, 1, ap, bp, 0, NULL, C, ldc, first, end, EK_NV);
     else if (boff)
-        EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 1, boff, C, ldc, first, end);
+        EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 1, boff, C, ldc, first, end, EK_NV);
     else
-        EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end);
+        EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end, EK_NV);
 #else /* one loop: panels gives this build neither (rows point into packed groups; B is always packed) */
-    (void)ap, (void)boff;
-    EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end);
+    (void)ap, (void)boff, (void)narrow;
+    EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end, EK_NV);
 #endif
 }
 #else
@@ -600,12 +606,12 @@ static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const E
     EK_FN(tile_end) end;
     end.bias = bias, end.bias_rs = bias_rs, end.act = act, end.a = act_a, end.b = act_b;
     if (mr == EK_MR && nr == EK_NR) {
-        EK_FN(micro_c)(kc, rows, acs, ap, bp, boff, C, ldc, first, in_regs ? &end : NULL);
+        EK_FN(micro_c)(kc, rows, acs, ap, bp, boff, C, ldc, first, in_regs ? &end : NULL, 0);
     } else { /* an edge tile through a whole one on the stack: the same operations in the same order, so an element's
               * value does not depend on where the tiles fall (--threads splits them differently) */
         for (i = 0; i < EK_MR; ++i)
             for (j = 0; j < EK_NR; ++j) acc[i][j] = !first && i < mr && j < nr ? C[i * ldc + j] : (EK_T)0;
-        EK_FN(micro_c)(kc, rows, acs, ap, bp, boff, acc[0], EK_NR, first, in_regs ? &end : NULL);
+        EK_FN(micro_c)(kc, rows, acs, ap, bp, boff, acc[0], EK_NR, first, in_regs ? &end : NULL, nr <= EK_VL);
         for (i = 0; i < mr; ++i)
             for (j = 0; j < nr; ++j) C[i * ldc + j] = acc[i][j];
     }
