@@ -311,6 +311,62 @@ static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w,
     return 1;
 }
 
+#ifndef EK_DW_LANES_OW /* output rows at most this long go by lanes: 7x7 2.5x, 14x14 1.2-1.8x; 28x28 0.6x */
+#if defined(__arm__) && !defined(__aarch64__)
+#define EK_DW_LANES_OW 0 /* 32-bit Arm (Cortex-M): no float vectors to fill, and a 7.5 KiB stack frame */
+#else
+#define EK_DW_LANES_OW 16
+#endif
+#endif
+
+/* A depthwise convolution (one channel per group, one output channel each) of a 2-D plane with short rows, all
+ * channels of an image, ek_dw_lane_count() of them at a time: a band of their input rows, zero padded, interleaved
+ * on the stack so that each element is a vector of the channels; dw_lanes' taps over those vectors; the outputs
+ * back to their planes. The per-channel path spent more on each channel's setup and short rows than on the taps.
+ * Returns 0 when the case does not apply (the caller checks the rows' length). */
+static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y, int act,
+                              EK_T act_a, EK_T act_b)
+{
+    const size_t L = EK_FN(dw_lane_count)(), C = d->c, IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2];
+    const size_t K = d->k[2], SH = d->stride[1], SW = d->stride[2], kk = K * K, pw = (size_t)d->pad[2];
+    const size_t PW = (OW - 1) * SW + K; /* the padded row the outputs read */
+    EK_T xp[EK_DW_BAND], yo[EK_DW_BAND], wl[49 * 16], bl[16];
+    size_t c0, l, t, band, oh0, r, c, cb, ce;
+    if (L < 2 || L > 16 || d->group != C || d->m != C || d->packed || d->k[0] != 1 || d->k[1] != K || K > 7 ||
+        d->in[0] != 1 || d->out[0] != 1 || d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] < 0 ||
+        d->pad[2] < 0 || K * PW * L > EK_DW_BAND)
+        return 0;
+    band = (EK_DW_BAND / (PW * L) - K) / SH + 1; /* output rows whose input rows fit xp (their outputs fit yo then:
+                                                  * OW <= PW) */
+    ek_conv_padded_cols(pw, IW, PW, &cb, &ce);
+    for (c0 = 0; c0 < C; c0 += L) {
+        const size_t nl = C - c0 < L ? C - c0 : L; /* lanes past the last channel: zeros, not stored */
+        for (t = 0; t < kk; ++t)
+            for (l = 0; l < L; ++l) wl[t * L + l] = l < nl ? w[(c0 + l) * kk + t] : (EK_T)0;
+        for (l = 0; l < L; ++l) bl[l] = l < nl && bias ? bias[c0 + l] : (EK_T)0;
+        for (oh0 = 0; oh0 < OH; oh0 += band) {
+            const size_t bh = OH - oh0 < band ? OH - oh0 : band, rows = (bh - 1) * SH + K;
+            for (t = 0; t < rows * PW * L; ++t) xp[t] = 0;
+            for (r = 0; r < rows; ++r) {
+                const ptrdiff_t ih = (ptrdiff_t)(oh0 * SH + r) - d->pad[1];
+                if (ih < 0 || ih >= (ptrdiff_t)IH) continue;
+                for (l = 0; l < nl; ++l) { /* padded column c is the row's pixel c - pw */
+                    const EK_T *xr = x + (c0 + l) * IH * IW + (size_t)ih * IW;
+                    EK_T *dst = xp + r * PW * L + l;
+                    for (c = cb; c < ce; ++c) dst[c * L] = xr[c - pw];
+                }
+            }
+            EK_FN(dw_lanes)(xp, PW, SH, SW, wl, K, bl, yo, bh, OW);
+            EK_FN(act)(yo, bh * OW * L, act, act_a, act_b); /* one call for the lanes, not one per channel */
+            for (l = 0; l < nl; ++l) {
+                EK_T *yc = y + ((c0 + l) * OH + oh0) * OW;
+                for (t = 0; t < bh * OW; ++t) yc[t] = yo[t * L + l];
+            }
+        }
+    }
+    return 1;
+}
+
 /* one output channel of a depthwise convolution: y (out plane) from x (one input plane), w (k).
  * Row by row: an output row stays in L1 while every tap of the kernel adds into it. */
 static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
@@ -417,6 +473,10 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
     size_t n, g, j, p0;
     if (sout == 0 || mg == 0) return;
     for (n = 0; n < d->n; ++n) {
+        /* the rows' length checked here: the callee's frame holds its stack buffers */
+        if (cg == 1 && mg == 1 && d->out[2] <= EK_DW_LANES_OW &&
+            EK_FN(dw_by_lanes)(d, x + n * d->c * sin, w, bias, y + n * d->m * sout, act, act_a, act_b))
+            continue;
         for (g = 0; g < d->group; ++g) {
             const EK_T *xg = x + (n * d->c + g * cg) * sin;
             const EK_T *wg = w + g * wrows * cg * kk;

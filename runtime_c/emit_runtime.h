@@ -83,6 +83,18 @@ int ek_sdw_rows(const float *xp, size_t pw, size_t sh, const float *w, size_t k,
 int ek_ddw_rows(const double *xp, size_t pw, size_t sh, const double *w, size_t k, double b, double *y, size_t ly,
                 double *yp, size_t nr, size_t nc);
 
+/* A depthwise convolution's taps for ek_sdw_lane_count() channels at once (conv.c's path for small planes), each
+ * element of xp, w, b and yo a vector of lanes, lane l the block's channel l: with L lanes, yo[(r * nc + c) * L + l]
+ * = b[l] + the sum over kh, kw < k of w[(kh * k + kw) * L + l] * xp[((r * sh + kh) * pw + c * sw + kw) * L + l], for
+ * r < nr, c < nc; k <= 7. The lane count is 1 in builds without vectors, where conv.c does not call it. */
+size_t ek_sdw_lane_count(void);
+void ek_sdw_lanes(const float *xp, size_t pw, size_t sh, size_t sw, const float *w, size_t k, const float *b, float *yo,
+                  size_t nr, size_t nc);
+/* the same for double */
+size_t ek_ddw_lane_count(void);
+void ek_ddw_lanes(const double *xp, size_t pw, size_t sh, size_t sw, const double *w, size_t k, const double *b,
+                  double *yo, size_t nr, size_t nc);
+
 /* ---- conv.c (needs gemm.c) ---- */
 
 /* Shape of one convolution; 1-D and 2-D convolutions are 3-D ones with leading spatial sizes 1. */

@@ -383,6 +383,57 @@ int EK_FN(dw_rows)(const EK_T *xp, size_t pw, size_t sh, const EK_T *w, size_t k
     return direct;
 }
 
+size_t EK_FN(dw_lane_count)(void)
+{
+#if EK_VEC
+    return EK_VL;
+#else
+    return 1;
+#endif
+}
+
+#if EK_VEC
+/* dw_lanes' outputs with the kernel size and the strides constants (each call site's) */
+EK_INLINE void EK_FN(dw_lanes_k)(const EK_T *xp, size_t pw, size_t SH, size_t SW, const EK_T *w, size_t KC,
+                                 const EK_T *b, EK_T *yo, size_t nr, size_t nc)
+{
+    size_t r, c, kh, kw;
+    EK_V bv, wv[49];
+    memcpy(&bv, b, sizeof bv);
+    for (kh = 0; kh < KC * KC; ++kh) memcpy(&wv[kh], w + kh * EK_VL, sizeof wv[kh]);
+    for (r = 0; r < nr; ++r)
+        for (c = 0; c < nc; ++c) {
+            const EK_T *win = xp + (r * SH * pw + c * SW) * EK_VL;
+            EK_V acc = bv, xv;
+            for (kh = 0; kh < KC; ++kh)
+                for (kw = 0; kw < KC; ++kw) {
+                    memcpy(&xv, win + (kh * pw + kw) * EK_VL, sizeof xv);
+                    acc += wv[kh * KC + kw] * xv;
+                }
+            memcpy(yo + (r * nc + c) * EK_VL, &acc, sizeof acc);
+        }
+}
+#endif
+
+void EK_FN(dw_lanes)(const EK_T *xp, size_t pw, size_t sh, size_t sw, const EK_T *w, size_t k, const EK_T *b,
+                     EK_T *yo, size_t nr, size_t nc)
+{
+#if EK_VEC
+    if (k == 3 && sh == 1 && sw == 1)
+        EK_FN(dw_lanes_k)(xp, pw, 1, 1, w, 3, b, yo, nr, nc);
+    else if (k == 3 && sh == 2 && sw == 2)
+        EK_FN(dw_lanes_k)(xp, pw, 2, 2, w, 3, b, yo, nr, nc);
+    else if (k == 5 && sh == 1 && sw == 1)
+        EK_FN(dw_lanes_k)(xp, pw, 1, 1, w, 5, b, yo, nr, nc);
+    else if (k == 5 && sh == 2 && sw == 2)
+        EK_FN(dw_lanes_k)(xp, pw, 2, 2, w, 5, b, yo, nr, nc);
+    else
+        EK_FN(dw_lanes_k)(xp, pw, sh, sw, w, k, b, yo, nr, nc);
+#else /* one lane: ek_sdw_lane_count() says so, and conv.c does not call this */
+    (void)xp, (void)pw, (void)sh, (void)sw, (void)w, (void)k, (void)b, (void)yo, (void)nr, (void)nc;
+#endif
+}
+
 void EK_FN(act)(EK_T *y, size_t n, int act, EK_T act_a, EK_T act_b)
 {
     size_t i;

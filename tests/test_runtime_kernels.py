@@ -366,6 +366,12 @@ CONVS = [
     # stride 2 with rows of >= 24 outputs: split into 4 phase planes (row and column parity), odd and even padding
     ("depthwise_phases_3x3", 1, 3, 3, 3, (50, 61), (3, 3), (2, 2), (1, 1), (1, 0), (0, 1)),
     ("depthwise_phases_4x4", 1, 2, 2, 2, (30, 60), (4, 4), (2, 2), (1, 1), (1, 2), (2, 1)),
+    # rows of 16 outputs or fewer: a vector's worth of channels at a time, interleaved on the stack (dw_by_lanes): more
+    # channels than lanes with some left over, bands of rows, 7x7; rows of 17-23 at stride 2 stay on the banded path
+    ("depthwise_lanes_channels", 2, 37, 37, 37, (14, 14), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_lanes_bands_s2", 1, 20, 20, 20, (31, 31), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_lanes_7x7", 1, 18, 18, 18, (7, 9), (7, 7), (1, 1), (1, 1), (3, 3), (3, 3)),
+    ("depthwise_banded_5x5_s2", 1, 3, 3, 3, (40, 41), (5, 5), (2, 2), (1, 1), (2, 2), (2, 2)),
     # rows wider than 160: row by row, tap ranges and fused 3/5-tap rows for the interior
     ("depthwise_wide", 1, 2, 2, 2, (4, 175), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise_wide_stride2", 1, 2, 4, 2, (5, 390), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
