@@ -65,7 +65,8 @@ void ek_dact(double *y, size_t n, int act, double act_a, double act_b);
 
 /* y[i] = f(x[i]) for i < n, float32, x == y allowed: e^x, 1 / (1 + e^-x) and x / (1 + e^-x) (SiLU), by a
  * branch-free polynomial e^x (within 2 ulp, vectorised; NaN stays NaN, the infinities go to their limits).
- * The float epilogues EK_ACT_SIGMOID and EK_ACT_SILU use the same code. */
+ * The float epilogues EK_ACT_SIGMOID and EK_ACT_SILU use the same code (in AVX builds' register tiles, a vector
+ * e^x that flushes results below e^-87.3 to 0). */
 void ek_sexp(const float *x, float *y, size_t n);
 void ek_ssigmoid(const float *x, float *y, size_t n);
 void ek_ssilu(const float *x, float *y, size_t n);

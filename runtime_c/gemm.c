@@ -166,28 +166,28 @@ EK_INLINE ek_sv ek_svsel(ek_siv m, ek_sv yes, ek_sv no)
     return (ek_sv)((m & (ek_siv)yes) | (~m & (ek_siv)no));
 }
 
-/* ek_sexp1 on a vector: the same operations lane by lane, for the GEMM's register epilogue */
-EK_INLINE ek_sv ek_svexp(ek_sv x)
+/* e^x for x <= 0 (or NaN), vectors, for the register epilogue's sigmoid: ek_sexp1's reduction and polynomial, its
+ * result flushed to 0 below e^-87.3 (2^n built in one factor, one clamp): a fifth fewer operations, where a SiLU
+ * epilogue cost as much as a K = 32 product */
+EK_INLINE ek_sv ek_svexp_neg(ek_sv x)
 {
-    const ek_sv z = {0}, magic = z + 12582912.0f, lo = z - 104.0f, hi = z + 88.8f;
+    const ek_sv z = {0}, magic = z + 12582912.0f, lo = z - 88.0f;
     ek_sv t, r, p;
-    ek_siv n, h;
-    x = ek_svsel(x < lo, lo, x);
-    x = ek_svsel(x > hi, hi, x);
+    ek_siv n;
+    x = ek_svsel(x < lo, lo, x); /* n >= -127: 2^-127 is 0 in the exponent field */
     t = x * 1.44269504088896341f + magic;
     n = (ek_siv)t - (ek_siv)magic;
     t -= magic;
     r = EK_EXPF_REDUCED(x, t);
     p = EK_EXPF_POLY(r, z);
-    h = n / 2;
-    return p * (ek_sv)((h + 127) << 23) * (ek_sv)((n - h + 127) << 23);
+    return p * (ek_sv)((n + 127) << 23);
 }
 
-/* ek_ssigmoid1 on a vector */
+/* ek_ssigmoid1 on a vector (0 below -87.3 instead of a denormal) */
 EK_INLINE ek_sv ek_svsigmoid(ek_sv v)
 {
     const ek_sv z = {0}, one = z + 1.0f, minus0 = -z;
-    const ek_sv e = ek_svexp((ek_sv)((ek_siv)v | (ek_siv)minus0)); /* e^-|v|: the sign bit set */
+    const ek_sv e = ek_svexp_neg((ek_sv)((ek_siv)v | (ek_siv)minus0)); /* e^-|v|: the sign bit set */
     return ek_svsel(v >= z, one, e) / (one + e);
 }
 #endif

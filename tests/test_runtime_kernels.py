@@ -253,6 +253,31 @@ def test_sgemm_sigmoid_silu_epilogue_native(rt_native, act):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("act", ["sigmoid", "silu"])
+def test_sgemm_sigmoid_silu_epilogue_edges_native(rt_native, act):
+    """The register epilogue's sigmoid over the edge values (a K = 1 product with a bias per row puts them in C's
+    tiles): within 2e-6 relative, or flushed to 0 below e^-87.3 where the array functions give denormals; NaN kept,
+    the infinities at their limits."""
+    x = _edge_values()
+    m, n = 9, x.size
+    a, b, bias = np.ones((m, 1), np.float32), x.reshape(1, n).copy(), np.zeros(m, np.float32)
+    c = np.full((m, n), 7.0, np.float32)
+    code = ACTS[act][0]
+    rt_native.lib.ek_sgemm(m, n, 1, 1.0, _ptr(rt_native, a, "float"), 1, 0, _ptr(rt_native, b, "float"), n, 0, 1.0,
+                           _ptr(rt_native, bias, "float"), 1, 0, _ptr(rt_native, c, "float"), n, code, 0.0, 0.0)
+    xd = x.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sig = 1 / (1 + np.exp(-xd))
+        ref = sig if act == "sigmoid" else xd * sig
+    for row in c:
+        assert np.array_equal(np.isnan(row), np.isnan(ref)), x[np.isnan(row) != np.isnan(ref)]
+        ok = ~np.isnan(ref)
+        tol = np.maximum(2e-6 * np.abs(ref[ok]), 1.2e-38 * np.maximum(1, np.abs(xd[ok])))
+        with np.errstate(invalid="ignore"):  # inf - inf
+            bad = (row[ok] != ref[ok]) & ~(np.abs(row[ok] - ref[ok]) <= tol)
+        assert not bad.any(), list(zip(x[ok][bad][:5], row[ok][bad][:5], ref[ok][bad][:5]))
+
+
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 8])
 @pytest.mark.parametrize("tb", [True, False])
 def test_sgemm_few_columns_native(rt_native, rt, n, tb):
