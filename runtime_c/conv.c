@@ -468,8 +468,8 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
     const size_t kk = d->k[0] * d->k[1] * d->k[2];
     const size_t sin = d->in[0] * d->in[1] * d->in[2], sout = d->out[0] * d->out[1] * d->out[2];
     const int pointwise = ek_conv_pointwise(d);
-    /* packed weights: each group's rows padded to whole EK_PACK_ROWS groups */
-    const size_t wrows = d->packed ? (mg + EK_PACK_ROWS - 1) / EK_PACK_ROWS * EK_PACK_ROWS : mg;
+    /* packed weights: each group's rows padded to whole groups of d->packed rows */
+    const size_t pr = d->packed > 0 ? (size_t)d->packed : 0, wrows = pr ? (mg + pr - 1) / pr * pr : mg;
     size_t n, g, j, p0;
     if (sout == 0 || mg == 0) return;
     for (n = 0; n < d->n; ++n) {

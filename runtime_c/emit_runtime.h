@@ -41,12 +41,15 @@ void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size
 typedef struct {
     size_t ch_stride, kh, kw, row_step, col_step;
 } ek_windows;
-/* Weights packed at export time for the GEMM's micro-kernel: an M x K matrix as ceil(M / EK_PACK_ROWS) groups of
- * EK_PACK_ROWS rows, the last padded with zero rows, each group stored k-major: element (i, k) at
- * (i / EK_PACK_ROWS) * EK_PACK_ROWS * K + k * EK_PACK_ROWS + i % EK_PACK_ROWS (emit/passes/pack_weights.py). */
+/* Weights packed at export time for the GEMM's micro-kernel: an M x K matrix as ceil(M / R) groups of R rows, the
+ * last padded with zero rows, each group stored k-major: element (i, k) at (i / R) * R * K + k * R + i % R
+ * (emit/passes/pack_weights.py). R = EK_PACK_ROWS, or EK_PACK_FEW for a product of few columns (a conv's 17-63
+ * output positions), which AVX-512 builds run with the channels along the vectors; any build reads either. */
 #define EK_PACK_ROWS 8
-/* A convolution's product: C = act(A B + bias[i] per row) (bias may be NULL), A = M x K weights, row-major or (if
- * a_packed) packed as above; B = K x N with row stride ldb, or the windows win of x = B if win is not NULL. */
+#define EK_PACK_FEW 16
+/* A convolution's product: C = act(A B + bias[i] per row) (bias may be NULL), A = M x K weights, row-major (a_packed
+ * 0) or packed as above in groups of a_packed rows; B = K x N with row stride ldb, or the windows win of x = B if
+ * win is not NULL. */
 void ek_sgemm_conv(size_t M, size_t N, size_t K, const float *A, int a_packed, const float *B, size_t ldb,
                    const ek_windows *win, const float *bias, float *C, size_t ldc, int act, float act_a, float act_b);
 /* ek_sgemm_conv for double. */
@@ -111,8 +114,9 @@ typedef struct {
                             * stride-1 2-D convolution by windows, output rows per band */
     int windows;           /* Conv: by shifted windows of a padded band of input rows instead of im2col (stride-1
                             * 2-D or 1-D convolutions of several input channels per group; conv.c checks the shape) */
-    int packed;            /* Conv: w packed for the GEMM (EK_PACK_ROWS), each group's m/group rows on their own;
-                            * never for a convolution of one input channel per group that is not 1x1 */
+    int packed;            /* Conv: w packed for the GEMM in groups of this many rows (EK_PACK_ROWS or EK_PACK_FEW;
+                            * 0: ONNX's layout), each group's m/group rows on their own; never for a convolution of
+                            * one input channel per group that is not 1x1 */
 } ek_conv_desc;
 
 /* Elements of scratch ek_sconv needs for d (0 for 1x1 and depthwise convolutions). */

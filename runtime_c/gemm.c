@@ -1029,6 +1029,67 @@ void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t
     EK_FN(panels)(M, N, K, alpha, A, ars, acs, 0, &src, beta, bias, bias_rs, bias_cs, C, ldc, act, act_a, act_b);
 }
 
+#if defined(EK_Q8) && EK_SVL == EK_PACK_FEW /* float, AVX-512: a packed group of EK_PACK_FEW rows is one vector */
+#define EK_FEW_P 7 /* output positions per tile: 7 x 3 vectors of channels, 21 accumulators */
+#define EK_FEW_G 3
+#define EK_FEW_MAX_N 64
+
+/* C = act(A B + bias) for a product of few columns (a conv's 17-63 output positions: 49 used 77% of the 32-column
+ * panels' lanes) with A packed in groups of EK_PACK_FEW rows: the output channels along the vectors instead, 48 of
+ * them (3 groups) by EK_FEW_P positions per tile, each element of B broadcast. Each panel's sums gather on the stack
+ * over the K blocks, then go to C's rows, where finish_row adds the bias and applies act. 109 GF/s where the panels
+ * made 82 (M 512, N 49, K 512). */
+static void ek_sgemm_few_cols(size_t M, size_t N, size_t K, const float *A, const ek_sbsrc *src, const float *bias,
+                              float *C, size_t ldc, int act, float act_a, float act_b)
+{
+    float sums[EK_FEW_MAX_N * EK_FEW_G * EK_PACK_FEW]; /* sums[p * 48 + c]: the panel's channel c at position p */
+    size_t boff[EK_KC];
+    const size_t groups = (M + EK_PACK_FEW - 1) / EK_PACK_FEW, lanes = EK_FEW_G * EK_PACK_FEW;
+    const size_t kblocks = (K + EK_KC - 1) / EK_KC, kstep = (K + kblocks - 1) / kblocks;
+    size_t g0, k0, p0, p, g, k, i;
+    for (g0 = 0; g0 < groups; g0 += EK_FEW_G) {
+        const float *w[EK_FEW_G];
+        for (g = 0; g < EK_FEW_G; ++g) /* groups past the last repeat it, not stored */
+            w[g] = A + (g0 + g < groups ? g0 + g : groups - 1) * EK_PACK_FEW * K;
+        for (k0 = 0; k0 < K; k0 += kstep) {
+            const size_t kc = K - k0 < kstep ? K - k0 : kstep;
+            ek_sb_rows(boff, src, k0, kc);
+            for (p0 = 0; p0 < N; p0 += EK_FEW_P) {
+                const size_t np = N - p0 < EK_FEW_P ? N - p0 : EK_FEW_P;
+                const float *b = src->B + p0;
+                size_t off[EK_FEW_P];
+                ek_sv acc[EK_FEW_P][EK_FEW_G];
+                for (p = 0; p < EK_FEW_P; ++p) {
+                    off[p] = p < np ? p : np - 1; /* positions past the end repeat the last, not stored */
+                    for (g = 0; g < EK_FEW_G; ++g) {
+                        const ek_sv z = EK_VZERO;
+                        acc[p][g] = z;
+                        if (k0) memcpy(&acc[p][g], sums + (p0 + p) * lanes + g * EK_PACK_FEW, sizeof acc[p][g]);
+                    }
+                }
+                for (k = 0; k < kc; ++k) {
+                    const float *bk = b + boff[k];
+                    ek_sv wv[EK_FEW_G];
+                    for (g = 0; g < EK_FEW_G; ++g) memcpy(&wv[g], w[g] + (k0 + k) * EK_PACK_FEW, sizeof wv[g]);
+                    for (p = 0; p < EK_FEW_P; ++p) {
+                        const float x = bk[off[p]];
+                        for (g = 0; g < EK_FEW_G; ++g) acc[p][g] += wv[g] * x;
+                    }
+                }
+                for (p = 0; p < np; ++p)
+                    for (g = 0; g < EK_FEW_G; ++g)
+                        memcpy(sums + (p0 + p) * lanes + g * EK_PACK_FEW, &acc[p][g], sizeof acc[p][g]);
+            }
+        }
+        for (i = g0 * EK_PACK_FEW; i < M && i < (g0 + EK_FEW_G) * EK_PACK_FEW; ++i) {
+            float *c = C + i * ldc;
+            for (p = 0; p < N; ++p) c[p] = sums[p * lanes + i - g0 * EK_PACK_FEW];
+            ek_sfinish_row(c, N, 1, 1, bias ? bias + i : bias, 0, act, act_a, act_b);
+        }
+    }
+}
+#endif
+
 void EK_FN(gemm_conv)(size_t M, size_t N, size_t K, const EK_T *A, int a_packed, const EK_T *B, size_t ldb,
                       const ek_windows *win, const EK_T *bias, EK_T *C, size_t ldc, int act, EK_T act_a, EK_T act_b)
 {
@@ -1045,20 +1106,26 @@ void EK_FN(gemm_conv)(size_t M, size_t N, size_t K, const EK_T *A, int a_packed,
         EK_FN(gemm)(M, N, 0, 1, A, K, 0, B, ldb, 0, 1, bias, 1, 0, C, ldc, act, act_a, act_b);
         return;
     }
-    if (!win && M < EK_MR) { /* fewer rows than a register block: one packed group, which is A^T with lda EK_PACK_ROWS */
-        EK_FN(gemm_rows)(M, N, K, 1, A, 1, EK_PACK_ROWS, B, ldb, 0, 1, bias, 1, 0, C, ldc, act, act_a, act_b);
+    if (!win && M < EK_MR) { /* fewer rows than a register block: one packed group, which is A^T with lda a_packed */
+        EK_FN(gemm_rows)(M, N, K, 1, A, 1, (size_t)a_packed, B, ldb, 0, 1, bias, 1, 0, C, ldc, act, act_a, act_b);
         return;
     }
     src.B = B, src.ldb = ldb, src.win = win;
-#if !EK_WIDE_TILES
-    if (a_packed) { /* weights packed for an AVX build: each row group is A^T of its rows (k stride EK_PACK_ROWS) */
-        size_t g;
-        for (g = 0; g < M; g += EK_PACK_ROWS)
-            EK_FN(panels)(M - g < EK_PACK_ROWS ? M - g : EK_PACK_ROWS, N, K, 1, A + g * K, 1, EK_PACK_ROWS, 0, &src, 1,
-                          bias ? bias + g : bias, 1, 0, C + g * ldc, ldc, act, act_a, act_b);
+#if defined(EK_Q8) && EK_SVL == EK_PACK_FEW
+    if (a_packed == EK_PACK_FEW && N < EK_FEW_MAX_N) {
+        ek_sgemm_few_cols(M, N, K, A, &src, bias, C, ldc, act, act_a, act_b);
         return;
     }
 #endif
+    if (a_packed && (!EK_WIDE_TILES || a_packed != EK_PACK_ROWS)) {
+        /* a layout the register tiles do not read (packed for another build): each row group is A^T of its rows */
+        const size_t pr = (size_t)a_packed;
+        size_t g;
+        for (g = 0; g < M; g += pr)
+            EK_FN(panels)(M - g < pr ? M - g : pr, N, K, 1, A + g * K, 1, pr, 0, &src, 1, bias ? bias + g : bias, 1, 0,
+                          C + g * ldc, ldc, act, act_a, act_b);
+        return;
+    }
     EK_FN(panels)(M, N, K, 1, A, K, 1, a_packed, &src, 1, bias, 1, 0, C, ldc, act, act_a, act_b);
 }
 

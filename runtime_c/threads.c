@@ -122,8 +122,8 @@ static void ek_sgemm_part(void *ctx, size_t begin, size_t end)
                      j->ldb, j->transB, j->beta, j->bias ? j->bias + j0 * j->bias_cs : NULL, j->bias_rs, j->bias_cs,
                      j->C + j0, j->ldc, j->act, j->act_a, j->act_b);
     } else if (j->a_packed) { /* whole groups of packed rows: rows r0.. are packed from A + r0 * K on */
-        const size_t r0 = begin * EK_PACK_ROWS, r1 = end * EK_PACK_ROWS < j->M ? end * EK_PACK_ROWS : j->M;
-        ek_sgemm_conv(r1 - r0, j->N, j->K, j->A + r0 * j->K, 1, j->B, j->ldb, NULL, j->bias ? j->bias + r0 : NULL,
+        const size_t pr = (size_t)j->a_packed, r0 = begin * pr, r1 = end * pr < j->M ? end * pr : j->M;
+        ek_sgemm_conv(r1 - r0, j->N, j->K, j->A + r0 * j->K, j->a_packed, j->B, j->ldb, NULL, j->bias ? j->bias + r0 : NULL,
                       j->C + r0 * j->ldc, j->ldc, j->act, j->act_a, j->act_b);
     } else {
         ek_sgemm(end - begin, j->N, j->K, j->alpha, j->transA ? j->A + begin : j->A + begin * j->lda, j->lda,
@@ -157,6 +157,6 @@ int ek_sgemm_conv_parallel(size_t M, size_t N, size_t K, const float *A, int a_p
     j.beta = 1, j.bias = bias, j.bias_rs = 1, j.bias_cs = 0, j.C = C, j.ldc = ldc;
     j.act = act, j.act_a = act_a, j.act_b = act_b, j.a_packed = a_packed, j.win = win, j.by_columns = win || N >= M;
     return ek_parallel_for(j.by_columns ? (N + EK_SPLIT_COLS - 1) / EK_SPLIT_COLS
-                                        : (M + EK_PACK_ROWS - 1) / EK_PACK_ROWS,
+                                        : (M + (size_t)a_packed - 1) / (size_t)a_packed,
                            ek_sgemm_part, &j);
 }

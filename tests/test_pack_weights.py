@@ -12,7 +12,8 @@ from onnx import helper
 
 import emit
 from emit import passes
-from emit.passes.pack_weights import PACK_ROWS, pack_conv_weights, pack_rows
+from emit.passes import pack_weights
+from emit.passes.pack_weights import PACK_FEW, PACK_ROWS, pack_conv_weights, pack_rows
 
 from .helpers import init, make_model, ort_run, tensor
 
@@ -74,8 +75,8 @@ def test_packed_convs_match_onnxruntime(tmp_path, target):
     """Only the native target packs (its AVX register tiles read the layout by one pointer; wasm's read ONNX's)."""
     emit.export(MODEL, target=target, out=tmp_path)
     code = (tmp_path / "model.c").read_text()
-    packed = re.findall(r"ek_conv_desc d = \{.*, (\d) \};", code)  # desc.packed of each Conv
-    assert packed == ["1" if layer[-1] and target == "native" else "0" for layer in LAYERS]
+    packed = re.findall(r"ek_conv_desc d = \{.*, (\d+) \};", code)  # desc.packed of each Conv
+    assert packed == [str(PACK_ROWS) if layer[-1] and target == "native" else "0" for layer in LAYERS]
     got = emit.load(tmp_path).run(x=X)["y"]
     np.testing.assert_allclose(got, ort_run(MODEL, {"x": X})[0], rtol=1e-4, atol=1e-4)
 
@@ -87,7 +88,7 @@ def test_int8_storage_of_packed_weights_is_per_output_channel(tmp_path, monkeypa
     monkeypatch.setattr(passes, "pack_conv_weights", lambda prog: prog)
     emit.export(MODEL, target="native", out=tmp_path / "plain", weight_dtype="int8", name="plain")
     code = (tmp_path / "plain" / "model.c").read_text()
-    assert re.findall(r"ek_conv_desc d = \{.*, (\d) \};", code) == ["0"] * len(LAYERS)
+    assert re.findall(r"ek_conv_desc d = \{.*, (\d+) \};", code) == ["0"] * len(LAYERS)
     np.testing.assert_array_equal(got, emit.load(tmp_path / "plain").run(x=X)["y"])
 
 
@@ -98,6 +99,34 @@ def test_convs_over_a_few_positions_are_not_packed(tmp_path):
     model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1])], [tensor("x", [1, 64, 4])],
                        [tensor("y", [1, 128, 4])], [init("w", w)])
     emit.export(model, target="native", out=tmp_path)
-    assert re.findall(r"ek_conv_desc d = \{.*, (\d) \};", (tmp_path / "model.c").read_text()) == ["0"]
+    assert re.findall(r"ek_conv_desc d = \{.*, (\d+) \};", (tmp_path / "model.c").read_text()) == ["0"]
     x = RNG.standard_normal((1, 64, 4)).astype(np.float32)
+    np.testing.assert_allclose(emit.load(tmp_path).run(x=x)["y"], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def _few_positions_model():
+    """7x7 outputs (49 positions): a 1x1 conv of 64 -> 96 channels, a 3x3 padded one of 96 -> 48 (by windows: 61
+    columns), and one of 48 -> 24 (24 rows: 16-row groups would pad a third)."""
+    nodes, inits, prev = [], [], "x"
+    for name, c, m, k in (("pw", 64, 96, 1), ("k3", 96, 48, 3), ("small", 48, 24, 3)):
+        w = (RNG.standard_normal((m, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
+        inits.append(init(f"{name}.w", w))
+        nodes.append(helper.make_node("Conv", [prev, f"{name}.w"], [f"{name}.y"], kernel_shape=[k, k], pads=[k // 2] * 4))
+        nodes.append(helper.make_node("Relu", [f"{name}.y"], [f"{name}.r"]))
+        prev = f"{name}.r"
+    nodes[-1].output[0] = "y"
+    return make_model(nodes, [tensor("x", [1, 64, 7, 7])], [tensor("y", [1, 24, 7, 7])], inits)
+
+
+@pytest.mark.parametrize("avx512", [True, False])
+def test_few_positions_pack_in_groups_of_16_for_avx512(tmp_path, monkeypatch, avx512):
+    """17-63 output positions on an AVX-512 host: groups of EK_PACK_FEW rows, which gemm.c runs with the channels
+    along the vectors (where 16 rows pad at most 1/8 more bytes); elsewhere EK_PACK_ROWS. onnxruntime's results
+    either way (this machine runs either layout)."""
+    monkeypatch.setattr(pack_weights, "host_has_avx512", lambda: avx512)
+    model = _few_positions_model()
+    emit.export(model, target="native", out=tmp_path)
+    packed = re.findall(r"ek_conv_desc d = \{.*, (\d+) \};", (tmp_path / "model.c").read_text())
+    assert packed == ([str(PACK_FEW), str(PACK_FEW), str(PACK_ROWS)] if avx512 else [str(PACK_ROWS)] * 3)
+    x = RNG.standard_normal((1, 64, 7, 7)).astype(np.float32)
     np.testing.assert_allclose(emit.load(tmp_path).run(x=x)["y"], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)

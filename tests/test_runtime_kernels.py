@@ -464,16 +464,22 @@ PACKED_CONVS = [c for c in CONVS if c[3] // c[4] >= 8 and (c[2] // c[4] > 1 or c
     ("im2col_grouped_padded_rows", 2, 6, 27, 3, (7, 9), (3, 3), (2, 1), (1, 1), (1, 1), (1, 0)),  # 9 rows: 16 packed
     ("windows_many_rows", 1, 8, 40, 2, (12, 40), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("windows_wide_k", 1, 200, 16, 1, (3, 70), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),  # K = 1800: 15 K blocks
+    # 17-63 columns (packed in groups of EK_PACK_FEW: AVX-512 builds' channels-along-vectors tiles, a partial panel of
+    # 3 groups, a partial tile of positions, K blocks; others read the groups as strided rows)
+    ("pointwise_few_positions", 1, 24, 40, 1, (5, 7), (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),
+    ("windows_few_positions", 1, 8, 70, 1, (6, 6), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("pointwise_few_positions_k_blocks", 1, 600, 20, 1, (4, 6), (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),
 ]
 
 
 @pytest.mark.parametrize("case", PACKED_CONVS, ids=[c[0] for c in PACKED_CONVS])
-@pytest.mark.parametrize("build", ["rt", "rt_native"])
+@pytest.mark.parametrize("build", ["rt", "rt_native", "rt_avx2"])
 @pytest.mark.parametrize("windows", [0, 1])
 def test_sconv_packed_weights(request, case, build, windows):
-    """Weights in the export-time packed layout (emit/passes/pack_weights.py) give the plain layout's results, bit
-    for bit (same products in the same order), whether B is packed or read in place and however threads split."""
-    from emit.passes.pack_weights import pack_rows
+    """Weights in the export-time packed layouts (emit/passes/pack_weights.py: groups of EK_PACK_ROWS or EK_PACK_FEW
+    rows) give the plain layout's results, bit for bit (same products in the same order), whether B is packed or read
+    in place and however threads split."""
+    from emit.passes.pack_weights import PACK_FEW, PACK_ROWS, pack_rows
 
     runtime = request.getfixturevalue(build)
     name, n, c, m, group, inp, k, stride, dil, pad, pad_end = case
@@ -486,10 +492,10 @@ def test_sconv_packed_weights(request, case, build, windows):
     w = rng.standard_normal((m, c // group, *k)).astype(np.float32)
     b = rng.standard_normal(m).astype(np.float32)
     ys = []
-    for packed in (0, 1):
+    for packed in (0, PACK_ROWS, PACK_FEW):
         d = _desc(runtime, n, c, m, group, inp, out, k, stride, dil, pad, tile, windows)
         d.packed = packed
-        wp = pack_rows(w, group) if packed else w
+        wp = pack_rows(w, group, packed) if packed else w
         scratch = np.zeros(max(1, runtime.lib.ek_conv_scratch(d)), np.float32)
         y = np.full((n, m, *out), np.nan, np.float32)
         runtime.lib.ek_sconv(d, _ptr(runtime, x, "float"), _ptr(runtime, wp, "float"), _ptr(runtime, b, "float"),
@@ -497,6 +503,7 @@ def test_sconv_packed_weights(request, case, build, windows):
         ys.append(y)
     np.testing.assert_allclose(ys[1], np.maximum(ref_conv(x, w, b, stride, dil, pad, out), 0), rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(ys[1], ys[0])
+    np.testing.assert_array_equal(ys[2], ys[0])
 
 
 def test_conv_scratch_sizes(rt):

@@ -42,7 +42,7 @@ class ConvGeometry:
     pad: list[int]  # padding at the start of each axis
     tile: int = 1
     windows: bool = False  # by shifted windows of a padded band of input rows (by_windows), not im2col
-    packed: bool = False  # w packed for the GEMM at export time (emit/passes/pack_weights.py)
+    packed: int = 0  # rows per group of w packed for the GEMM at export time (emit/passes/pack_weights.py), or 0
 
     def c_init(self) -> str:
         def arr(v: list[int]) -> str:
@@ -50,7 +50,7 @@ class ConvGeometry:
 
         return (
             f"{{ {self.n}, {self.c}, {self.m}, {self.group}, {arr(self.inp)}, {arr(self.out)}, {arr(self.k)}, "
-            f"{arr(self.stride)}, {arr(self.dil)}, {arr(self.pad)}, {self.tile}, {int(self.windows)}, {int(self.packed)} }}"
+            f"{arr(self.stride)}, {arr(self.dil)}, {arr(self.pad)}, {self.tile}, {int(self.windows)}, {self.packed} }}"
         )
 
     @property
@@ -147,7 +147,7 @@ def geometry(ctx: Lowering, transpose: bool) -> ConvGeometry:
         ctx.fail(f"group={group} does not match input {x.shape} and weight {wshape}")
     return ConvGeometry(
         n=x.shape[0], c=c, m=m, group=group, inp=_pad3(ins, 1), out=_pad3(outs, 1), k=_pad3(kernel, 1),
-        stride=_pad3(strides, 1), dil=_pad3(dil, 1), pad=_pad3(begin, 0), packed=ctx.attr("__packed_w__") is not None,
+        stride=_pad3(strides, 1), dil=_pad3(dil, 1), pad=_pad3(begin, 0), packed=int(ctx.attr("__pack_rows__") or 0),
     )
 
 
