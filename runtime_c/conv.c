@@ -330,14 +330,14 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
     const size_t L = EK_FN(dw_lane_count)(), C = d->c, IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2];
     const size_t K = d->k[2], SH = d->stride[1], SW = d->stride[2], kk = K * K, pw = (size_t)d->pad[2];
     const size_t PW = (OW - 1) * SW + K; /* the padded row the outputs read */
-    EK_T xp[EK_DW_BAND], yo[EK_DW_BAND], wl[49 * 16], bl[16];
-    size_t c0, l, t, band, oh0, r, c, cb, ce;
+    EK_T xp[EK_DW_BAND], yo[EK_DW_BAND], st[EK_DW_BAND], wl[49 * 16], bl[16];
+    size_t c0, l, t, band, oh0, r, cb, ce;
     if (L < 2 || L > 16 || d->group != C || d->m != C || d->packed || d->k[0] != 1 || d->k[1] != K || K > 7 ||
         d->in[0] != 1 || d->out[0] != 1 || d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] < 0 ||
-        d->pad[2] < 0 || K * PW * L > EK_DW_BAND)
+        d->pad[2] < 0 || K * PW * L > EK_DW_BAND || K * IW * L > EK_DW_BAND)
         return 0;
-    band = (EK_DW_BAND / (PW * L) - K) / SH + 1; /* output rows whose input rows fit xp (their outputs fit yo then:
-                                                  * OW <= PW) */
+    band = (EK_DW_BAND / ((PW > IW ? PW : IW) * L) - K) / SH + 1; /* output rows whose input rows fit xp and st
+                                                                    * (their outputs fit yo then: OW <= PW) */
     ek_conv_padded_cols(pw, IW, PW, &cb, &ce);
     for (c0 = 0; c0 < C; c0 += L) {
         const size_t nl = C - c0 < L ? C - c0 : L; /* lanes past the last channel: zeros, not stored */
@@ -346,15 +346,18 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
         for (l = 0; l < L; ++l) bl[l] = l < nl && bias ? bias[c0 + l] : (EK_T)0;
         for (oh0 = 0; oh0 < OH; oh0 += band) {
             const size_t bh = OH - oh0 < band ? OH - oh0 : band, rows = (bh - 1) * SH + K;
+            /* the band's input rows inside the image, [r0, r1) of the band: contiguous in each channel's plane, so
+             * interleaved as one run (st), then each row copied to its padded place (column c is pixel c - pw) */
+            const ptrdiff_t ih0 = (ptrdiff_t)(oh0 * SH) - d->pad[1];
+            const size_t r0 = ih0 < 0 ? (size_t)-ih0 : 0;
+            const size_t r1 = ih0 + (ptrdiff_t)rows > (ptrdiff_t)IH ? (size_t)((ptrdiff_t)IH - ih0) : rows;
             for (t = 0; t < rows * PW * L; ++t) xp[t] = 0;
-            for (r = 0; r < rows; ++r) {
-                const ptrdiff_t ih = (ptrdiff_t)(oh0 * SH + r) - d->pad[1];
-                if (ih < 0 || ih >= (ptrdiff_t)IH) continue;
-                for (l = 0; l < nl; ++l) { /* padded column c is the row's pixel c - pw */
-                    const EK_T *xr = x + (c0 + l) * IH * IW + (size_t)ih * IW;
-                    EK_T *dst = xp + r * PW * L + l;
-                    for (c = cb; c < ce; ++c) dst[c * L] = xr[c - pw];
-                }
+            if (r1 > r0 && ce > cb) {
+                for (t = 0; nl < L && t < (r1 - r0) * IW * L; ++t) st[t] = 0; /* the lanes past the last channel */
+                EK_FN(dw_interleave)(st, x + c0 * IH * IW + (size_t)(ih0 + (ptrdiff_t)r0) * IW, IH * IW, nl,
+                                     (r1 - r0) * IW, L);
+                for (r = r0; r < r1; ++r)
+                    memcpy(xp + (r * PW + cb) * L, st + ((r - r0) * IW + cb - pw) * L, (ce - cb) * L * sizeof(EK_T));
             }
             EK_FN(dw_lanes)(xp, PW, SH, SW, wl, K, bl, yo, bh, OW);
             EK_FN(act)(yo, bh * OW * L, act, act_a, act_b); /* one call for the lanes, not one per channel */

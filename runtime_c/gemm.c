@@ -383,6 +383,51 @@ int EK_FN(dw_rows)(const EK_T *xp, size_t pw, size_t sh, const EK_T *w, size_t k
     return direct;
 }
 
+#if EK_VEC && defined(EK_Q8) /* float: zips of two vectors' lanes, the steps of an in-register transpose */
+#if defined(__clang__)
+#define EK_SHUFFLE2(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define EK_SHUFFLE2(a, b, ...) __builtin_shuffle(a, b, (ek_siv){ __VA_ARGS__ })
+#endif
+#if EK_SVL == 16
+#define EK_ZIP_LO(a, b) EK_SHUFFLE2(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
+#define EK_ZIP_HI(a, b) EK_SHUFFLE2(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
+#elif EK_SVL == 8
+#define EK_ZIP_LO(a, b) EK_SHUFFLE2(a, b, 0, 8, 1, 9, 2, 10, 3, 11)
+#define EK_ZIP_HI(a, b) EK_SHUFFLE2(a, b, 4, 12, 5, 13, 6, 14, 7, 15)
+#else
+#define EK_ZIP_LO(a, b) EK_SHUFFLE2(a, b, 0, 4, 1, 5)
+#define EK_ZIP_HI(a, b) EK_SHUFFLE2(a, b, 2, 6, 3, 7)
+#endif
+#endif
+
+void EK_FN(dw_interleave)(EK_T *dst, const EK_T *src, size_t ld, size_t nl, size_t n, size_t lanes)
+{
+    size_t c = 0, l;
+#if EK_VEC && defined(EK_Q8)
+    /* blocks of EK_VL columns of all lanes: the EK_VL x EK_VL block transposed by log2(EK_VL) rounds of zips (row i
+     * and row i + EK_VL/2 into rows 2i and 2i + 1) */
+    size_t i, r, step;
+    for (; nl == EK_VL && lanes == EK_VL && c + EK_VL <= n; c += EK_VL) {
+        EK_V a[EK_VL], b[EK_VL];
+        for (i = 0; i < EK_VL; ++i) memcpy(&a[i], src + i * ld + c, sizeof a[i]);
+        for (step = 1, r = 0; step < EK_VL; step *= 2, ++r) {
+            EK_V *in = r % 2 ? b : a, *out = r % 2 ? a : b;
+            for (i = 0; i < EK_VL / 2; ++i) {
+                out[2 * i] = EK_ZIP_LO(in[i], in[i + EK_VL / 2]);
+                out[2 * i + 1] = EK_ZIP_HI(in[i], in[i + EK_VL / 2]);
+            }
+        }
+        for (i = 0; i < EK_VL; ++i) memcpy(dst + (c + i) * EK_VL, r % 2 ? &b[i] : &a[i], sizeof a[i]);
+    }
+#endif
+    for (l = 0; l < nl; ++l) {
+        const EK_T *s = src + l * ld;
+        size_t j;
+        for (j = c; j < n; ++j) dst[j * lanes + l] = s[j];
+    }
+}
+
 size_t EK_FN(dw_lane_count)(void)
 {
 #if EK_VEC
