@@ -330,14 +330,14 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
     const size_t L = EK_FN(dw_lane_count)(), C = d->c, IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2];
     const size_t K = d->k[2], SH = d->stride[1], SW = d->stride[2], kk = K * K, pw = (size_t)d->pad[2];
     const size_t PW = (OW - 1) * SW + K; /* the padded row the outputs read */
-    EK_T xp[EK_DW_BAND], yo[EK_DW_BAND], st[EK_DW_BAND], wl[49 * 16], bl[16];
+    EK_T xp[EK_DW_BAND], st[EK_DW_BAND], wl[49 * 16], bl[16]; /* st: the interleaved rows, then the outputs */
     size_t c0, l, t, band, oh0, r, cb, ce;
     if (L < 2 || L > 16 || d->group != C || d->m != C || d->packed || d->k[0] != 1 || d->k[1] != K || K > 7 ||
         d->in[0] != 1 || d->out[0] != 1 || d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] < 0 ||
         d->pad[2] < 0 || K * PW * L > EK_DW_BAND || K * IW * L > EK_DW_BAND)
         return 0;
     band = (EK_DW_BAND / ((PW > IW ? PW : IW) * L) - K) / SH + 1; /* output rows whose input rows fit xp and st
-                                                                    * (their outputs fit yo then: OW <= PW) */
+                                                                    * (their outputs fit st then: OW <= PW) */
     ek_conv_padded_cols(pw, IW, PW, &cb, &ce);
     for (c0 = 0; c0 < C; c0 += L) {
         const size_t nl = C - c0 < L ? C - c0 : L; /* lanes past the last channel: zeros, not stored */
@@ -359,11 +359,11 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
                 for (r = r0; r < r1; ++r)
                     memcpy(xp + (r * PW + cb) * L, st + ((r - r0) * IW + cb - pw) * L, (ce - cb) * L * sizeof(EK_T));
             }
-            EK_FN(dw_lanes)(xp, PW, SH, SW, wl, K, bl, yo, bh, OW);
-            EK_FN(act)(yo, bh * OW * L, act, act_a, act_b); /* one call for the lanes, not one per channel */
+            EK_FN(dw_lanes)(xp, PW, SH, SW, wl, K, bl, st, bh, OW);
+            EK_FN(act)(st, bh * OW * L, act, act_a, act_b); /* one call for the lanes, not one per channel */
             for (l = 0; l < nl; ++l) {
                 EK_T *yc = y + ((c0 + l) * OH + oh0) * OW;
-                for (t = 0; t < bh * OW; ++t) yc[t] = yo[t * L + l];
+                for (t = 0; t < bh * OW; ++t) yc[t] = st[t * L + l];
             }
         }
     }

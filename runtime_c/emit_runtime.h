@@ -92,16 +92,16 @@ int ek_ddw_rows(const double *xp, size_t pw, size_t sh, const double *w, size_t 
  * = b[l] + the sum over kh, kw < k of w[(kh * k + kw) * L + l] * xp[((r * sh + kh) * pw + c * sw + kw) * L + l], for
  * r < nr, c < nc; k <= 7. The lane count is 1 in builds without vectors, where conv.c does not call it. */
 size_t ek_sdw_lane_count(void);
-/* dst[c * lanes + l] = src[l * ld + c] for l < nl, c < n: nl rows interleaved into lanes (whole blocks of a vector's
- * worth of rows and columns transposed in registers) */
-void ek_sdw_interleave(float *dst, const float *src, size_t ld, size_t nl, size_t n, size_t lanes);
-void ek_ddw_interleave(double *dst, const double *src, size_t ld, size_t nl, size_t n, size_t lanes);
 void ek_sdw_lanes(const float *xp, size_t pw, size_t sh, size_t sw, const float *w, size_t k, const float *b, float *yo,
                   size_t nr, size_t nc);
 /* the same for double */
 size_t ek_ddw_lane_count(void);
 void ek_ddw_lanes(const double *xp, size_t pw, size_t sh, size_t sw, const double *w, size_t k, const double *b,
                   double *yo, size_t nr, size_t nc);
+/* dst[c * lanes + l] = src[l * ld + c] for l < nl, c < n: nl rows interleaved into lanes, for ek_sdw_lanes (whole
+ * blocks of a vector's worth of rows and columns transposed in registers) */
+void ek_sdw_interleave(float *dst, const float *src, size_t ld, size_t nl, size_t n, size_t lanes);
+void ek_ddw_interleave(double *dst, const double *src, size_t ld, size_t nl, size_t n, size_t lanes);
 
 /* ---- conv.c (needs gemm.c) ---- */
 
