@@ -536,6 +536,21 @@ def test_dconv_vs_numpy(rt):
     np.testing.assert_allclose(y, ref_conv(x, w, b, (1, 2), (1, 1), (1, 1), out), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("build", ["rt", "rt_native"])
+def test_dconv_depthwise_by_lanes(request, build):
+    """float64 depthwise on short rows: the lanes path with double vectors (2 lanes) and its scalar interleave."""
+    runtime = request.getfixturevalue(build)
+    rng = np.random.default_rng(4)
+    for inp, k, stride, pad in (((14, 13), 3, 1, 1), ((15, 15), 5, 2, 2)):
+        x, w, b = rng.standard_normal((2, 7, *inp)), rng.standard_normal((7, 1, k, k)), rng.standard_normal(7)
+        out = [(i + 2 * pad - k) // stride + 1 for i in inp]
+        d = _desc(runtime, 2, 7, 7, 7, inp, out, (k, k), (stride, stride), (1, 1), (pad, pad), int(np.prod(out)))
+        y = np.zeros((2, 7, *out))
+        runtime.lib.ek_dconv(d, _ptr(runtime, x, "double"), _ptr(runtime, w, "double"), _ptr(runtime, b, "double"),
+                             _ptr(runtime, y, "double"), runtime.ffi.NULL, 0, 0.0, 0.0)
+        np.testing.assert_allclose(y, ref_conv(x, w, b, (stride,) * 2, (1, 1), (pad, pad), out), rtol=1e-12, atol=1e-12)
+
+
 def ref_conv_transpose(x, w, b, group, stride, dil, pad, out):
     """Scatter form in float64: full[i*s + k*d] += x[i] w[k], then y[o] = full[o + pad]."""
     n, c = x.shape[:2]
