@@ -1,11 +1,14 @@
 """Pack a Conv's float32 weights, once, at export time, into the layout the GEMM's micro-kernel reads
 (runtime_c/emit_runtime.h, EK_PACK_ROWS): per group, the (m/group) x (c/group * kernel) matrix as groups of
 PACK_ROWS output channels, each stored k-major, the last padded with zero rows. The kernel then reads the
-weights of a register tile as one contiguous line per k instead of PACK_ROWS strided ones.
+weights of a register tile as one contiguous line per k instead of PACK_ROWS strided ones. On an AVX-512 host,
+convs whose products have 17-63 columns (7x7 outputs) get groups of PACK_FEW = 16 rows instead: one vector per k,
+which gemm.c's few_cols multiplies with the output channels along the vectors.
 
 Only convolutions conv.c runs as a GEMM are packed (1x1 stride-1 unpadded ones, and any with more than one
 input channel per group); depthwise ones read the plain layout. The node keeps the weight's ONNX shape in
-attrs["__packed_w__"]; a new weight buffer holds the packed values (the old one may be shared)."""
+attrs["__packed_w__"] and the group size in attrs["__pack_rows__"]; a new weight buffer holds the packed values
+(the old one may be shared)."""
 
 from __future__ import annotations
 
