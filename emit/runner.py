@@ -169,7 +169,7 @@ class NativeFunction:
                 for k, (s, dt, st) in enumerate(zip(self.outputs, self._out_dtypes, self._out_strings))]
         ffi = self._ffi
         ptrs = [ffi.from_buffer(t, a) for t, a in zip(self._in_types, arrays)]
-        ptrs += [ffi.from_buffer(t, o) for t, o in zip(self._out_types, outs)]  # fresh arrays: writable
+        ptrs += [ffi.from_buffer(t, o) for t, o in zip(self._out_types, outs)]  # our own arrays: writable
         try:
             arena = self._arenas.pop()
         except IndexError:  # another thread's call holds every arena made so far

@@ -355,7 +355,7 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
             if (r1 > r0 && ce > cb) {
                 for (t = 0; nl < L && t < (r1 - r0) * IW * L; ++t) st[t] = 0; /* the lanes past the last channel */
                 EK_FN(dw_interleave)(st, x + c0 * IH * IW + (size_t)(ih0 + (ptrdiff_t)r0) * IW, IH * IW, nl,
-                                     (r1 - r0) * IW, L);
+                                     (r1 - r0) * IW);
                 for (r = r0; r < r1; ++r)
                     memcpy(xp + (r * PW + cb) * L, st + ((r - r0) * IW + cb - pw) * L, (ce - cb) * L * sizeof(EK_T));
             }

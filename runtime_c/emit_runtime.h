@@ -98,10 +98,10 @@ void ek_sdw_lanes(const float *xp, size_t pw, size_t sh, size_t sw, const float 
 size_t ek_ddw_lane_count(void);
 void ek_ddw_lanes(const double *xp, size_t pw, size_t sh, size_t sw, const double *w, size_t k, const double *b,
                   double *yo, size_t nr, size_t nc);
-/* dst[c * lanes + l] = src[l * ld + c] for l < nl, c < n: nl rows interleaved into lanes, for ek_sdw_lanes (whole
- * blocks of a vector's worth of rows and columns transposed in registers) */
-void ek_sdw_interleave(float *dst, const float *src, size_t ld, size_t nl, size_t n, size_t lanes);
-void ek_ddw_interleave(double *dst, const double *src, size_t ld, size_t nl, size_t n, size_t lanes);
+/* dst[c * L + l] = src[l * ld + c] for l < nl <= L, c < n, L = ek_sdw_lane_count(): nl rows interleaved into lanes,
+ * for ek_sdw_lanes (whole blocks of a vector's worth of rows and columns transposed in registers) */
+void ek_sdw_interleave(float *dst, const float *src, size_t ld, size_t nl, size_t n);
+void ek_ddw_interleave(double *dst, const double *src, size_t ld, size_t nl, size_t n);
 
 /* ---- conv.c (needs gemm.c) ---- */
 

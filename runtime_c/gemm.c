@@ -401,14 +401,25 @@ int EK_FN(dw_rows)(const EK_T *xp, size_t pw, size_t sh, const EK_T *w, size_t k
 #endif
 #endif
 
-void EK_FN(dw_interleave)(EK_T *dst, const EK_T *src, size_t ld, size_t nl, size_t n, size_t lanes)
+#if EK_VEC
+#define EK_DW_LANES EK_VL /* channels per vector in the depthwise lanes path */
+#else
+#define EK_DW_LANES 1 /* no vectors: conv.c does not take that path */
+#endif
+
+size_t EK_FN(dw_lane_count)(void)
+{
+    return EK_DW_LANES;
+}
+
+void EK_FN(dw_interleave)(EK_T *dst, const EK_T *src, size_t ld, size_t nl, size_t n)
 {
     size_t c = 0, l;
 #if EK_VEC && defined(EK_Q8)
     /* blocks of EK_VL columns of all lanes: the EK_VL x EK_VL block transposed by log2(EK_VL) rounds of zips (row i
      * and row i + EK_VL/2 into rows 2i and 2i + 1) */
     size_t i, r, step;
-    for (; nl == EK_VL && lanes == EK_VL && c + EK_VL <= n; c += EK_VL) {
+    for (; nl == EK_VL && c + EK_VL <= n; c += EK_VL) {
         EK_V a[EK_VL], b[EK_VL];
         for (i = 0; i < EK_VL; ++i) memcpy(&a[i], src + i * ld + c, sizeof a[i]);
         for (step = 1, r = 0; step < EK_VL; step *= 2, ++r) {
@@ -424,18 +435,10 @@ void EK_FN(dw_interleave)(EK_T *dst, const EK_T *src, size_t ld, size_t nl, size
     for (l = 0; l < nl; ++l) {
         const EK_T *s = src + l * ld;
         size_t j;
-        for (j = c; j < n; ++j) dst[j * lanes + l] = s[j];
+        for (j = c; j < n; ++j) dst[j * EK_DW_LANES + l] = s[j];
     }
 }
-
-size_t EK_FN(dw_lane_count)(void)
-{
-#if EK_VEC
-    return EK_VL;
-#else
-    return 1;
-#endif
-}
+#undef EK_DW_LANES
 
 #if EK_VEC
 /* dw_lanes' outputs with the kernel size and the strides constants (each call site's) */
