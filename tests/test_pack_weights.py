@@ -130,3 +130,16 @@ def test_few_positions_pack_in_groups_of_16_for_avx512(tmp_path, monkeypatch, av
     assert packed == ([str(PACK_FEW), str(PACK_FEW), str(PACK_ROWS)] if avx512 else [str(PACK_ROWS)] * 3)
     x = RNG.standard_normal((1, 64, 7, 7)).astype(np.float32)
     np.testing.assert_allclose(emit.load(tmp_path).run(x=x)["y"], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_dilated_windows_past_63_columns_keep_8_row_groups():
+    """7x7 outputs of a 3x3 conv dilated by 4: by windows its products have 49 + 6 * 8 = 97 columns, past few_cols'
+    63, so groups of EK_PACK_ROWS (undilated: 61 columns, groups of 16)."""
+    from emit.importer import import_model
+
+    for dil, rows in ((1, PACK_FEW), (4, PACK_ROWS)):
+        w = (RNG.standard_normal((48, 32, 3, 3)) / 17).astype(np.float32)
+        model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[dil] * 4, dilations=[dil, dil])],
+                           [tensor("x", [1, 32, 7, 7])], [tensor("y", [1, 48, 7, 7])], [init("w", w)])
+        prog = pack_conv_weights(import_model(model), avx512=True)
+        assert [n.attrs.get("__pack_rows__") for n in prog.nodes if n.op_type == "Conv"] == [rows]

@@ -58,12 +58,13 @@ def _runs_as_gemm(n: Node, w: np.ndarray) -> bool:
     return all(int(k) == 1 for k in w.shape[2:]) and all(int(s) == 1 for s in strides) and not any(pads)
 
 
-def _few_columns(w: np.ndarray, out: tuple, positions: int) -> bool:
+def _few_columns(n: Node, w: np.ndarray, out: tuple, positions: int) -> bool:
     """Whether the conv's products have FEW_POSITIONS columns: its output positions, or by windows of a padded band
-    (a 2-D kernel), those plus the padded columns between rows."""
+    (a 2-D kernel), those plus the padded columns between rows ((kw - 1) * dilation each, conv.c's band row)."""
     cols = positions
     if len(out) >= 4 and w.shape[-1] > 1:
-        cols += (int(out[-2]) - 1) * (int(w.shape[-1]) - 1)
+        dil = int((n.attrs.get("dilations") or [1])[-1])
+        cols += (int(out[-2]) - 1) * (int(w.shape[-1]) - 1) * dil
     return FEW_POSITIONS[0] <= positions and cols <= FEW_POSITIONS[1]
 
 
@@ -77,7 +78,7 @@ def _rows_per_group(n: Node, w: np.ndarray, out: tuple, positions: int, avx512: 
     # over the weights' rows, which need ONNX's layout
     if positions < MIN_POSITIONS or not _runs_as_gemm(n, w):
         return 0
-    for rows in ([PACK_FEW] if avx512 and _few_columns(w, out, positions) else []) + [PACK_ROWS]:
+    for rows in ([PACK_FEW] if avx512 and _few_columns(n, w, out, positions) else []) + [PACK_ROWS]:
         padding = -(-mg // rows) * rows - mg
         if mg >= rows and padding * 8 <= mg:  # at most 1/8 more bytes
             return rows
