@@ -17,13 +17,14 @@ TARGETS = ("c", "native", "wasm", "pyodide", "cortex-m4", "cortex-m7")  # the bu
 
 
 def compile_program(model, shapes=None, dims=None, name: str | None = None, custom_ops=None,
-                    pack_weights: bool = False) -> Program:
+                    pack_weights: bool = False, winograd: bool = False) -> Program:
     """ONNX → planned, lowered IR. custom_ops: 'DOMAIN::OP=kernel.c' strings (or ops.custom.CustomOp); pack_weights:
-    Conv weights in the GEMM's packed layout (the target's TOML decides, passes/pack_weights.py)."""
+    Conv weights in the GEMM's packed layout, winograd: suitable 3x3 ones in Winograd's form (the target's TOML
+    decides both: passes/pack_weights.py, passes/winograd.py)."""
     from .ops.custom import custom_op_table
 
     prog = import_model(model, shapes=shapes, dims=dims, name=name, custom_ops=custom_op_table(custom_ops))
-    prog = optimize(prog, pack_weights=pack_weights)
+    prog = optimize(prog, pack_weights=pack_weights, winograd=winograd)
     prog = lower_program(prog)
     return plan_memory(prog)
 
@@ -72,8 +73,9 @@ def export(
 
     kind = check_export_options(target, weights, weight_dtype, threads)
     pack = bool(target_config(target).get("pack_weights", False))
+    wino = bool(target_config(target).get("winograd", False))
     prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model), custom_ops=custom_ops,
-                           pack_weights=pack)
+                           pack_weights=pack, winograd=wino)
     out = Path(out)
     strings = [t for t in prog.inputs + prog.outputs if is_string(prog.buffers[t].dtype)]
     if strings and kind not in ("source", "cffi-extension"):
@@ -85,7 +87,7 @@ def export(
                           weights=weights, weight_dtype=weight_dtype, threads=threads)
     # what `onnx-emit weights` needs to recompile the same layout from new values
     info["export"] = {"shapes": {k: None if v is None else list(v) for k, v in (shapes or {}).items()}, "dims": dict(dims or {}),
-                      "name": prog.name, "weight_dtype": weight_dtype, "pack_weights": pack,
+                      "name": prog.name, "weight_dtype": weight_dtype, "pack_weights": pack, "winograd": wino,
                       "custom_ops": [f"{d}::{o}={c.kernel}" for (d, o), c in custom_op_table(custom_ops).items()]}
     (out / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
     if kind == "source":
@@ -113,14 +115,14 @@ def export(
 
 
 def weights_file(model, shapes=None, dims=None, name: str | None = None, weight_dtype: str = "f32",
-                 custom_ops=None, pack_weights: bool = False) -> tuple[bytes, str]:
+                 custom_ops=None, pack_weights: bool = False, winograd: bool = False) -> tuple[bytes, str]:
     """(model.weights bytes, layout hash hex) of `model` compiled as export would: what `onnx-emit weights` writes
-    (pack_weights: as for a target that packs Conv weights, native)."""
+    (pack_weights, winograd: as for a target that packs Conv weights or stores 3x3 ones in Winograd's form)."""
     from .codegen import referenced_weights
     from .codegen.storage import blob_bytes, plan_weight_storage
 
     prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model), custom_ops=custom_ops,
-                           pack_weights=pack_weights)
+                           pack_weights=pack_weights, winograd=winograd)
     layout = plan_weight_storage(prog, referenced_weights(prog), "file", weight_dtype)
     return blob_bytes(layout), layout.layout_hash.hex()
 

@@ -304,16 +304,17 @@ def cmd_weights(args) -> int:
     out = Path(args.out)
     info = _build_options(out.parent)
     shapes, dims = _bindings(args)
-    name, dtype, want, pack = args.name, args.weight_dtype, None, False
+    name, dtype, want, pack, wino = args.name, args.weight_dtype, None, False, False
     if info is not None:  # the build beside the output decides: its blob must load into it
         opts = info.get("export", {})
         shapes = {k: None if v is None else tuple(v) for k, v in opts.get("shapes", {}).items()}
         dims, name, dtype, want = opts.get("dims", {}), opts.get("name", info["prefix"]), info["weights"]["dtype"], info["weights"]["layout_hash"]
         args.custom_op = args.custom_op or opts.get("custom_ops", [])
-        pack = bool(opts.get("pack_weights", False))
+        pack, wino = bool(opts.get("pack_weights", False)), bool(opts.get("winograd", False))
     _progress(f"compiling {args.model} with {len(match.matched)} tensors from {args.source} ...")
     blob, layout = weights_file(with_values(model, match.matched), shapes=shapes, dims=dims, name=name or default_name(args.model),
-                                weight_dtype=dtype, custom_ops=args.custom_op, pack_weights=pack)
+                                weight_dtype=dtype, custom_ops=args.custom_op, pack_weights=pack,
+                                winograd=wino)
     if want is not None and layout != want:
         raise EmitError(f"{args.model} with these weights compiles to another layout than the build in {out.parent} "
                         "(a constant fold depends on the values); re-export the model instead")

@@ -118,6 +118,9 @@ typedef struct {
                             * stride-1 2-D convolution by windows, output rows per band */
     int windows;           /* Conv: by shifted windows of a padded band of input rows instead of im2col (stride-1
                             * 2-D or 1-D convolutions of several input channels per group; conv.c checks the shape) */
+    int winograd;          /* Conv: Winograd F(2x2, 3x3), chosen at export for a stride-1 undilated 3x3 2-D
+                            * convolution of one group, which stored w as U = G g G^T: 16 matrices of m x c (each
+                            * packed when `packed` is set); d->tile is then rows of 2x2 output tiles per band */
     int packed;            /* Conv: w packed for the GEMM in groups of this many rows (EK_PACK_ROWS or EK_PACK_FEW;
                             * 0: ONNX's layout), each group's m/group rows on their own; never for a convolution of
                             * one input channel per group that is not 1x1 */

@@ -506,6 +506,43 @@ def test_sconv_packed_weights(request, case, build, windows):
     np.testing.assert_array_equal(ys[2], ys[0])
 
 
+WINOGRAD_CONVS = [
+    # name, n, c, m, in, pad (begin), pad (end), rows of tiles per band
+    ("odd_sizes_bands", 1, 9, 11, (9, 11), (1, 1), (1, 1), 2),  # last band short, last tile of a row half outside
+    ("unpadded_batch", 2, 6, 16, (8, 8), (0, 0), (0, 0), 1),
+    ("asymmetric_pads", 1, 5, 21, (13, 7), (2, 1), (0, 2), 3),  # 13x8 outputs; 21 rows: a partial packed group
+    ("k_blocks", 1, 600, 10, (6, 6), (1, 1), (1, 1), 3),  # the 16 GEMMs' K past one block
+]
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CONVS, ids=[c[0] for c in WINOGRAD_CONVS])
+@pytest.mark.parametrize("build", ["rt", "rt_native", "rt_avx2"])
+def test_sconv_winograd(request, case, build):
+    """d->winograd with weights from emit/passes/winograd.py, packed and not: the convolution (and its bias and
+    activation), within float32 rounding of the transforms' sums."""
+    from emit.passes.pack_weights import PACK_ROWS
+    from emit.passes.winograd import winograd_weights
+
+    runtime = request.getfixturevalue(build)
+    name, n, c, m, inp, pad, pad_end, rows = case
+    out = [i + p + e - 2 for i, p, e in zip(inp, pad, pad_end)]
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, c, *inp)).astype(np.float32)
+    w = rng.standard_normal((m, c, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    ref = np.maximum(ref_conv(x, w, b, (1, 1), (1, 1), pad, out), 0)
+    bound = 1e-5 * (np.abs(ref_conv(np.abs(x), np.abs(w), np.abs(b), (1, 1), (1, 1), pad, out)) + 1)
+    for packed in (0, PACK_ROWS):
+        d = _desc(runtime, n, c, m, 1, inp, out, (3, 3), (1, 1), (1, 1), pad, rows)
+        d.winograd, d.packed = 1, packed
+        u = winograd_weights(w, packed=bool(packed))
+        scratch = np.full(runtime.lib.ek_conv_scratch(d), np.nan, np.float32)
+        y = np.full((n, m, *out), np.nan, np.float32)
+        runtime.lib.ek_sconv(d, _ptr(runtime, x, "float"), _ptr(runtime, u, "float"), _ptr(runtime, b, "float"),
+                             _ptr(runtime, y, "float"), _ptr(runtime, scratch, "float"), 1, 0.0, 0.0)
+        assert np.all(np.abs(y - ref) <= bound), (packed, float(np.max(np.abs(y - ref) - bound)))
+
+
 def test_conv_scratch_sizes(rt):
     d = _desc(rt, 1, 8, 4, 1, (5, 5), (5, 5), (1, 1), (1, 1), (1, 1), (0, 0), 25)
     assert rt.lib.ek_conv_scratch(d) == 0  # 1x1: a GEMM straight on x
@@ -520,6 +557,15 @@ def test_conv_scratch_sizes(rt):
     assert rt.lib.ek_conv_scratch(d) == 4 * 12 * 18 + 2 * (9 * 18 + 16)
     d = _desc(rt, 1, 8, 4, 2, (5, 5), (3, 3), (3, 3), (2, 2), (1, 1), (1, 1), 9, windows=1)
     assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 9  # stride 2: windows do not fit, im2col
+    # Winograd: 3 rows of 9 tiles (17 columns) of V (8 channels) and of the products (4 channels), 16 of each, then
+    # 4 padded input rows of 2 * 9 + 2 and their transforms, and a row of tiles' 4 outputs
+    d = _desc(rt, 1, 8, 4, 1, (17, 17), (17, 17), (3, 3), (1, 1), (1, 1), (1, 1), 3)
+    d.winograd = 1
+    assert rt.lib.ek_conv_scratch(d) == 16 * (8 + 4) * 3 * 9 + 8 * 20 + 4 * 9
+    from emit.ops.conv import ConvGeometry  # what the exporter reserves in the arena
+
+    g = ConvGeometry(1, 8, 4, 1, [1, 17, 17], [1, 17, 17], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 1, 1], winograd=True)
+    assert g.winograd_scratch(3) == rt.lib.ek_conv_scratch(d)
 
 
 def test_dconv_vs_numpy(rt):

@@ -104,7 +104,7 @@ def _channel_axes(consumers: dict, name: str, ndim: int) -> tuple[int, ...]:
     a packed Conv weight [row groups, K, PACK_ROWS] has its channel in axes 0 and 2."""
     for node in consumers.get(name, []):
         if node.op_type == "Conv" and node.inputs[1:2] == [name]:
-            return (0, 2) if "__packed_w__" in node.attrs else (0,)
+            return (0, 2) if node.attrs.get("__pack_rows__") else (0,)
         if node.op_type == "ConvTranspose" and node.inputs[1:2] == [name]:
             return (1,)
         if node.op_type == "Gemm" and node.inputs[1:2] == [name]:

@@ -26,6 +26,9 @@ MIN_POSITIONS = 16
 # im2col's cost per row segment it copies (an output row of one tap of one input channel) in multiply-adds of the
 # GEMM's time: ~5 ns a segment, ~0.02 ns a product with AVX-512 (lenet's 6->16 5x5 on 10x10: 1.6x faster by windows)
 IM2COL_SEGMENT_PRODUCTS = 200
+# Winograd bands: tiles per band (the GEMMs' columns) and the scratch they may take (elements)
+WINOGRAD_COLUMNS = 128
+WINOGRAD_BUDGET = 1 << 19
 
 
 @dataclass
@@ -43,6 +46,7 @@ class ConvGeometry:
     tile: int = 1
     windows: bool = False  # by shifted windows of a padded band of input rows (by_windows), not im2col
     packed: int = 0  # rows per group of w packed for the GEMM at export time (emit/passes/pack_weights.py), or 0
+    winograd: bool = False  # w in Winograd's F(2x2, 3x3) form (emit/passes/winograd.py); tile: rows of 2x2 tiles
 
     def c_init(self) -> str:
         def arr(v: list[int]) -> str:
@@ -50,7 +54,8 @@ class ConvGeometry:
 
         return (
             f"{{ {self.n}, {self.c}, {self.m}, {self.group}, {arr(self.inp)}, {arr(self.out)}, {arr(self.k)}, "
-            f"{arr(self.stride)}, {arr(self.dil)}, {arr(self.pad)}, {self.tile}, {int(self.windows)}, {self.packed} }}"
+            f"{arr(self.stride)}, {arr(self.dil)}, {arr(self.pad)}, {self.tile}, {int(self.windows)}, "
+            f"{int(self.winograd)}, {self.packed} }}"
         )
 
     @property
@@ -84,6 +89,11 @@ class ConvGeometry:
         wasted = (panels((rows - 1) * (cols + extra) + cols) - panels(rows * cols)) * (self.m // self.group)
         return wasted <= IM2COL_SEGMENT_PRODUCTS * rows
 
+    def winograd_scratch(self, rows: int) -> int:
+        """conv.c's ek_conv_scratch for Winograd: bands of `rows` rows of 2x2 tiles."""
+        tw = (self.out[2] + 1) // 2
+        return 16 * (self.c + self.m) * rows * tw + 8 * (2 * tw + 2) + 4 * tw
+
     def band_scratch(self, rows: int) -> int:
         """conv.c's ek_conv_scratch on the windows path: a band of `rows` output rows."""
         row = self.out[2] + (self.k[2] - 1) * self.dil[2]
@@ -106,6 +116,17 @@ def _tile(rows: int, pixels: int) -> int:
     tile = -(-pixels // chunks)  # the same work in each chunk, no short tail
     rounded = -(-tile // TILE_STEP) * TILE_STEP
     return max(1, min(pixels, rounded if rounded <= cap else tile))
+
+
+def _winograd_rows(g: ConvGeometry) -> int:
+    """Rows of 2x2 tiles per Winograd band: WINOGRAD_COLUMNS tiles or more for the 16 GEMMs' panels, within
+    WINOGRAD_BUDGET of scratch, in bands of equal size."""
+    tw, th = (g.out[2] + 1) // 2, (g.out[1] + 1) // 2
+    rows = max(1, min(th, -(-WINOGRAD_COLUMNS // tw)))
+    while rows > 1 and g.winograd_scratch(rows) > WINOGRAD_BUDGET:
+        rows -= 1
+    bands = -(-th // rows)
+    return -(-th // bands)
 
 
 def geometry(ctx: Lowering, transpose: bool) -> ConvGeometry:
@@ -148,6 +169,7 @@ def geometry(ctx: Lowering, transpose: bool) -> ConvGeometry:
     return ConvGeometry(
         n=x.shape[0], c=c, m=m, group=group, inp=_pad3(ins, 1), out=_pad3(outs, 1), k=_pad3(kernel, 1),
         stride=_pad3(strides, 1), dil=_pad3(dil, 1), pad=_pad3(begin, 0), packed=int(ctx.attr("__pack_rows__") or 0),
+        winograd=bool(ctx.attr("__winograd__")),
     )
 
 
@@ -173,6 +195,9 @@ def _emit_conv(ctx: Lowering, transpose: bool) -> None:
     if transpose:
         g.tile = _tile(mg * g.kk, int(np.prod(g.inp)))
         elements = mg * g.kk * g.tile
+    elif g.winograd:
+        g.tile = _winograd_rows(g)
+        elements = g.winograd_scratch(g.tile)
     elif g.by_windows():
         g.windows = True
         # output rows per band: the padded input band and the band's outputs within the im2col budget

@@ -14,6 +14,7 @@ from .schedule import sink_constant_work
 from .simplify import drop_identities, prune
 from .views import make_views
 from .widen import widen_narrow_floats
+from .winograd import winograd_convs
 
 GRAPH_PASSES = [
     widen_narrow_floats, drop_identities, gather_before_dequant, matmul_reads_int8, qdq_to_integer, fold_batchnorm,
@@ -21,12 +22,16 @@ GRAPH_PASSES = [
 ]
 
 
-def optimize(prog: Program, pack_weights: bool = False) -> Program:
+def optimize(prog: Program, pack_weights: bool = False, winograd: bool = False) -> Program:
     """The graph passes; pack_weights (targets whose TOML says so: native, where the AVX register tiles read the
-    packed layout by one pointer) also stores Conv weights in the GEMM's layout, before `prune` drops the old ones."""
+    packed layout by one pointer) also stores Conv weights in the GEMM's layout, and winograd (native, wasm,
+    pyodide) suitable 3x3 ones in Winograd's form, before `prune` drops the old ones."""
     for p in GRAPH_PASSES:
-        if p is prune and pack_weights:
-            prog = pack_conv_weights(prog)
+        if p is prune:
+            if winograd:
+                prog = winograd_convs(prog, packed=pack_weights)
+            if pack_weights:
+                prog = pack_conv_weights(prog)
         prog = p(prog)
     return prog
 

@@ -1,0 +1,80 @@
+"""Store the weights of suitable 3x3 convolutions in Winograd's F(2x2, 3x3) form, once, at export time, for
+runtime_c/conv.c's conv_winograd: U = G g G^T for each (output, input) channel pair, laid out as 16 matrices of
+m x c (U[xi] = (G g G^T)[xi // 4][xi % 4]). The convolution then costs 16 products per 2x2 outputs and channel pair
+instead of 36, plus transforms linear in the tiles (resnet-style 64-512 channel layers: 1.4-1.75x faster natively).
+
+Only stride-1, undilated 3x3 2-D convolutions of one group with enough channels take it: with few, the 16 GEMMs'
+short K (input channels) and few rows (output channels) lose what the products save. Where that happens depends on
+the build (measured, Winograd's time against the faster of windows and im2col): under V8 (wasm's 4x4 tile without FMA)
+32 input channels suffice (1.1-2.3x faster); with AVX-512's register tiles, 128 x 128 channels on any size (1.1-1.5x),
+64 x 128 from 16x16 outputs (1.1-1.3x), while 32 input channels or 64 x 64 were 0.7-1.1x. The weights grow by 16/9
+(their storage, not the arena).
+On targets that pack (native), each U[xi] is packed like any Conv weight (passes/pack_weights.py), as
+(16 * row groups, c, PACK_ROWS); elsewhere the layout is (16 * m, c). The node keeps the weight's ONNX shape in
+attrs["__packed_w__"], the group size in attrs["__pack_rows__"] and attrs["__winograd__"] = 1."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Node, Program
+from .pack_weights import PACK_ROWS, pack_rows
+
+MIN_CHANNELS = 32  # input channels (K of the 16 GEMMs) for the unpacked builds (wasm)
+MIN_OUTPUTS = 8  # output channels
+MIN_SIDE = 4  # output rows and columns
+# packed (AVX) builds: input x output channels for any size, or a smaller product from PACKED_MID_SIDE outputs on
+PACKED_BIG = (128, 128)
+PACKED_MID = 8192
+PACKED_MID_SIDE = 16
+PACKED_MID_CHANNELS = 64  # and at least these input channels
+
+# F(2x2, 3x3)'s filter transform (Lavin & Gray): U = G g G^T
+G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+def takes_winograd(n: Node, w: np.ndarray, out: tuple, packed: bool) -> bool:
+    """A Conv conv.c's conv_winograd can run, with enough channels and outputs for it to pay on the build (packed:
+    the AVX register tiles of a native build)."""
+    if n.op_type != "Conv" or n.domain != "" or w.dtype != np.float32 or w.ndim != 4 or len(out) != 4:
+        return False
+    if tuple(w.shape[2:]) != (3, 3) or int(n.attrs.get("group", 1)) != 1:
+        return False
+    if any(int(s) != 1 for s in n.attrs.get("strides") or [1, 1]):
+        return False
+    if any(int(d) != 1 for d in n.attrs.get("dilations") or [1, 1]):
+        return False
+    if any(int(p) < 0 for p in n.attrs.get("pads") or [0] * 4):
+        return False
+    m, c, side = int(w.shape[0]), int(w.shape[1]), min(int(out[2]), int(out[3]))
+    if c < MIN_CHANNELS or m < MIN_OUTPUTS or side < MIN_SIDE:
+        return False
+    if not packed:
+        return True
+    return (c >= PACKED_BIG[0] and m >= PACKED_BIG[1]) or (c >= PACKED_MID_CHANNELS and c * m >= PACKED_MID
+                                                           and side >= PACKED_MID_SIDE)
+
+
+def winograd_weights(w: np.ndarray, packed: bool) -> np.ndarray:
+    """w (m, c, 3, 3) -> U: (16 * m, c), or (16 * row groups, c, PACK_ROWS) packed per U[xi]."""
+    m, c = w.shape[:2]
+    u = np.einsum("ik,mckl,jl->ijmc", G, w.astype(np.float64), G).reshape(16, m, c).astype(np.float32)
+    if not packed:
+        return np.ascontiguousarray(u.reshape(16 * m, c))
+    groups = [pack_rows(u[xi], 1, PACK_ROWS) for xi in range(16)]
+    return np.ascontiguousarray(np.concatenate(groups, axis=0))
+
+
+def winograd_convs(prog: Program, packed: bool = False) -> Program:
+    """packed: the target packs Conv weights (its register tiles read U[xi] as a packed weight)."""
+    for n in prog.nodes:
+        if n.op_type != "Conv" or len(n.inputs) < 2 or "__packed_w__" in n.attrs:
+            continue
+        w = prog.weight_value(n.inputs[1])
+        if w is None or not takes_winograd(n, w, prog.buffers[n.outputs[0]].shape, packed):
+            continue
+        n.attrs["__packed_w__"] = tuple(int(d) for d in w.shape)
+        n.attrs["__pack_rows__"] = PACK_ROWS if packed else 0
+        n.attrs["__winograd__"] = 1
+        n.inputs[1] = prog.add_weight(n.inputs[1], winograd_weights(w, packed), "__winograd")
+    return prog

@@ -1,0 +1,121 @@
+"""3x3 convolutions in Winograd's F(2x2, 3x3) form (emit/passes/winograd.py, runtime_c/conv.c's conv_winograd): the
+weight transform and its layouts, which convolutions take it on which build, and the results against onnxruntime
+natively and in wasm (the kernel on each SIMD build: tests/test_runtime_kernels.py)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import emit
+from emit.ir import Node
+from emit.passes.pack_weights import PACK_ROWS, pack_rows
+from emit.passes.winograd import takes_winograd, winograd_weights
+
+from .helpers import init, make_model, ort_run, tensor
+
+RNG = np.random.default_rng(11)
+# F(2x2, 3x3)'s data and output transforms (B^T, A^T)
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+
+
+def test_transformed_weights_give_the_convolution():
+    """U from winograd_weights, with the data and output transforms, is the 3x3 correlation of each 4x4 window."""
+    m, c = 5, 3
+    w = RNG.standard_normal((m, c, 3, 3)).astype(np.float32)
+    x = RNG.standard_normal((c, 4, 4))
+    u = winograd_weights(w, packed=False).astype(np.float64).reshape(4, 4, m, c)
+    v = np.einsum("ik,ckl,jl->ijc", BT, x, BT)  # B^T d B per channel
+    y = np.einsum("ik,klm,jl->mij", AT, np.einsum("ijmc,ijc->ijm", u, v), AT)
+    direct = np.array([[[np.sum(w[o].astype(np.float64) * x[:, r:r + 3, s:s + 3]) for s in range(2)]
+                        for r in range(2)] for o in range(m)])
+    np.testing.assert_allclose(y, direct, rtol=1e-6, atol=1e-6)
+
+
+def test_packed_layout_is_each_matrix_packed():
+    w = RNG.standard_normal((13, 6, 3, 3)).astype(np.float32)
+    plain = winograd_weights(w, packed=False)
+    packed = winograd_weights(w, packed=True)
+    assert plain.shape == (16 * 13, 6)
+    assert packed.shape == (16 * 2, 6, PACK_ROWS)  # 13 rows -> 2 groups of 8 per matrix
+    for xi in range(16):
+        np.testing.assert_array_equal(packed[2 * xi:2 * xi + 2], pack_rows(plain[13 * xi:13 * (xi + 1)], 1, PACK_ROWS))
+
+
+def _conv_node(**attrs) -> Node:
+    return Node("Conv", "c", ["x", "w"], ["y"], attrs)
+
+
+@pytest.mark.parametrize("c, m, side, attrs, wasm, native", [
+    (32, 8, 4, {}, True, False),  # wasm from 32 input channels; native needs more
+    (16, 64, 28, {}, False, False),
+    (32, 64, 3, {}, False, False),  # outputs too few
+    (64, 128, 16, {}, True, True),  # native: 64 x 128 from 16x16 outputs
+    (64, 128, 14, {}, True, False),
+    (64, 64, 56, {}, True, False),
+    (128, 128, 7, {}, True, True),  # native: 128 x 128 on any size
+    (128, 128, 7, {"strides": [2, 2]}, False, False),
+    (128, 128, 7, {"dilations": [2, 2]}, False, False),
+    (128, 128, 7, {"group": 2}, False, False),
+])
+def test_which_convs_take_winograd(c, m, side, attrs, wasm, native):
+    w = np.zeros((m, c // attrs.get("group", 1), 3, 3), np.float32)
+    out = (1, m, side, side + 1)
+    assert takes_winograd(_conv_node(**attrs), w, out, packed=False) == wasm
+    assert takes_winograd(_conv_node(**attrs), w, out, packed=True) == native
+
+
+def _model(layers: list[tuple[int, int, list[int], str | None]], hw: tuple[int, int], n: int = 1):
+    """A chain of 3x3 stride-1 convs: (input channels, output channels, pads, activation)."""
+    nodes, inits, prev, (h, w) = [], [], "x", hw
+    for i, (c, m, pads, act) in enumerate(layers):
+        wt = (RNG.standard_normal((m, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+        inits += [init(f"w{i}", wt), init(f"b{i}", RNG.standard_normal(m).astype(np.float32))]
+        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], kernel_shape=[3, 3], pads=pads))
+        prev = f"c{i}"
+        if act:
+            nodes.append(helper.make_node(act, [prev], [f"a{i}"]))
+            prev = f"a{i}"
+        h, w = h + pads[0] + pads[2] - 2, w + pads[1] + pads[3] - 2
+    nodes[-1].output[0] = "y"
+    return make_model(nodes, [tensor("x", [n, layers[0][0], *hw])], [tensor("y", [n, layers[-1][1], h, w])], inits)
+
+
+# odd and even sizes (a last tile half outside), asymmetric and no padding, a batch of two, fused activations, output
+# channels past whole packed groups; the first layer takes Winograd on both builds, the second on wasm only
+LAYERS = [(128, 130, [2, 1, 0, 2], "Relu"), (130, 40, [0, 0, 0, 0], "Sigmoid"), (40, 24, [1, 1, 1, 1], None)]
+
+
+@pytest.mark.parametrize("target", ["native", "wasm"])
+def test_winograd_convs_match_onnxruntime(tmp_path, target):
+    model = _model(LAYERS, (9, 12), n=2)
+    emit.export(model, target=target, out=tmp_path)
+    code = (tmp_path / "model.c").read_text()
+    flags = re.findall(r"ek_conv_desc d = \{.*, (\d), \d+ \};", code)  # desc.winograd of each Conv
+    assert flags == (["1", "0", "0"] if target == "native" else ["1", "1", "1"])
+    x = RNG.standard_normal((2, 128, 9, 12)).astype(np.float32)
+    got = emit.load(tmp_path).run(x=x)["y"]
+    np.testing.assert_allclose(got, ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_c_target_keeps_direct_convs(tmp_path):
+    """The portable C folder (and firmware) keep ONNX's weights: Winograd's are 16/9 the bytes."""
+    emit.export(_model(LAYERS[:1], (9, 12)), target="c", out=tmp_path)
+    assert re.findall(r"ek_conv_desc d = \{.*, (\d), \d+ \};", (tmp_path / "model.c").read_text()) == ["0"]
+
+
+def test_weights_file_holds_the_transformed_weights(tmp_path):
+    """--weights file stores U like embed does, and `onnx-emit weights` recompiles the same layout."""
+    model = _model(LAYERS[:1], (9, 12))
+    x = RNG.standard_normal((1, 128, 9, 12)).astype(np.float32)
+    emit.export(model, target="native", out=tmp_path / "embed")
+    emit.export(model, target="native", out=tmp_path / "file", weights="file", name="filed")
+    np.testing.assert_array_equal(emit.load(tmp_path / "file").run(x=x)["y"], emit.load(tmp_path / "embed").run(x=x)["y"])
+    from emit.api import weights_file
+
+    blob, _ = weights_file(model, name="filed", pack_weights=True, winograd=True)
+    assert blob == (tmp_path / "file" / "model.weights").read_bytes()
