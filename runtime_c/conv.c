@@ -73,10 +73,11 @@ static size_t ek_wino_tiles_w(const ek_conv_desc *d)
 size_t ek_conv_scratch(const ek_conv_desc *d)
 {
     const size_t cg = d->c / d->group;
-    if (d->winograd) { /* V and the 16 products for d->tile rows of tiles, 4 padded input rows, their transforms and
-                        * the 4 output values of a row of tiles */
+    if (d->winograd) { /* V and the 16 products for d->tile rows of tiles, 4 strips of padded input rows, the strips'
+                        * 16 transforms, and the band's 4 output values per tile */
         const size_t tw = ek_wino_tiles_w(d);
-        return 16 * (d->c + d->m) * d->tile * tw + 8 * (2 * tw + 2) + 4 * tw;
+        return 16 * (d->c + d->m) * d->tile * tw + 4 * (d->tile * (2 * tw + 2) + 2) + 16 * d->tile * (tw + 1) +
+               4 * d->tile * tw;
     }
     if (ek_conv_pointwise(d) || cg == 1) return 0;
     if (ek_conv_by_windows(d)) { /* the padded band of cg channels, then the band's mg output rows of that length */
@@ -479,72 +480,95 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
 
 /* Winograd F(2x2, 3x3): w holds U[xi] = (G g G^T)[xi / 4][xi % 4] for each (output, input) channel pair, 16
  * matrices of m x c (m rounded up to whole groups of d->packed rows when packed). Per band of d->tile rows of 2x2 output
- * tiles: each input tile's 4x4 window d goes to V[xi][c][tile] = (B^T d B)[xi / 4][xi % 4], vectorised along the
- * tiles of a row; then P[xi] = U[xi] V[xi], 16 GEMMs with K = c; then each tile's outputs A^T P A + bias. 16 products
- * per 2x2 outputs and channel pair where the direct convolution has 36. */
+ * tiles: each input tile's 4x4 window d goes to V[xi][c][tile] = (B^T d B)[xi / 4][xi % 4]; then P[xi] = U[xi] V[xi],
+ * 16 GEMMs with K = c; then each tile's outputs A^T P A + bias. 16 products per 2x2 outputs and channel pair where the
+ * direct convolution has 36. The transforms run over a whole band at once, so their loops are long enough for the
+ * vectors: the band's padded input rows are laid end to end (4 strips, one per row of the tiles' windows), where tile
+ * (tr, tw) starts at column 2 * (tr * (TW + 1) + tw); the one extra tile per row this counts is dropped as V is
+ * written. */
+/* Winograd's transforms over n tiles, on restrict pointers so that the compiler vectorises them without checking
+ * that the streams do not overlap: B along a strip of B^T-transformed rows (tile j at column 2j) into v0..v3, and
+ * A^T P A + b of the 16 products at p + xi * ps into the 2x2 outputs' four streams */
+static void EK_FN(wino_in_row)(const EK_T *restrict ur, size_t n, EK_T *restrict v0, EK_T *restrict v1,
+                               EK_T *restrict v2, EK_T *restrict v3)
+{
+    size_t t;
+    for (t = 0; t < n; ++t) {
+        const EK_T e0 = ur[2 * t], o0 = ur[2 * t + 1], e1 = ur[2 * t + 2], o1 = ur[2 * t + 3];
+        v0[t] = e0 - e1, v1[t] = o0 + e1, v2[t] = e1 - o0, v3[t] = o0 - o1;
+    }
+}
+
+static void EK_FN(wino_out)(const EK_T *restrict p, size_t ps, size_t n, EK_T b, EK_T *restrict t00,
+                            EK_T *restrict t01, EK_T *restrict t10, EK_T *restrict t11)
+{
+    size_t t;
+    for (t = 0; t < n; ++t) { /* A^T down the 4 rows of products, then A along */
+        const EK_T s0 = p[t] + p[4 * ps + t] + p[8 * ps + t], s1 = p[ps + t] + p[5 * ps + t] + p[9 * ps + t];
+        const EK_T s2 = p[2 * ps + t] + p[6 * ps + t] + p[10 * ps + t];
+        const EK_T s3 = p[3 * ps + t] + p[7 * ps + t] + p[11 * ps + t];
+        const EK_T q0 = p[4 * ps + t] - p[8 * ps + t] - p[12 * ps + t];
+        const EK_T q1 = p[5 * ps + t] - p[9 * ps + t] - p[13 * ps + t];
+        const EK_T q2 = p[6 * ps + t] - p[10 * ps + t] - p[14 * ps + t];
+        const EK_T q3 = p[7 * ps + t] - p[11 * ps + t] - p[15 * ps + t];
+        t00[t] = s0 + s1 + s2 + b, t01[t] = s1 - s2 - s3 + b;
+        t10[t] = q0 + q1 + q2 + b, t11[t] = q1 - q2 - q3 + b;
+    }
+}
+
 static void EK_FN(conv_winograd)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
                                  EK_T *scratch, int act, EK_T act_a, EK_T act_b)
 {
     const size_t C = d->c, M = d->m, IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2];
     const size_t TH = (OH + 1) / 2, TW = ek_wino_tiles_w(d), PW = 2 * TW + 2, pw0 = (size_t)d->pad[2];
     const size_t pr = d->packed > 0 ? (size_t)d->packed : 1, wrows = (M + pr - 1) / pr * pr;
-    EK_T *V = scratch, *P = V + 16 * C * d->tile * TW, *rows = P + 16 * M * d->tile * TW, *u = rows + 4 * PW;
-    EK_T *t00 = u + 4 * PW, *t01 = t00 + TW, *t10 = t01 + TW, *t11 = t10 + TW;
+    const size_t SL = d->tile * PW + 2, LT = d->tile * (TW + 1); /* a strip's length, the strips' tiles */
+    EK_T *V = scratch, *P = V + 16 * C * d->tile * TW, *strip = P + 16 * M * d->tile * TW, *vt = strip + 4 * SL;
+    EK_T *t00 = vt + 16 * LT, *t01 = t00 + d->tile * TW, *t10 = t01 + d->tile * TW, *t11 = t10 + d->tile * TW;
     size_t th0, tr, c, r, t, m, xi, c0, c1;
     ek_conv_padded_cols(pw0, IW, PW, &c0, &c1);
     for (th0 = 0; th0 < TH; th0 += d->tile) {
         const size_t nr = TH - th0 < d->tile ? TH - th0 : d->tile, nt = nr * TW, vs = C * nt, ps = M * nt;
-        for (c = 0; c < C; ++c)
-            for (tr = 0; tr < nr; ++tr) {
-                EK_T *vb = V + c * nt + tr * TW;
-                for (r = 0; r < 4; ++r) {
+        const size_t len = nr * PW + 2, lt = nr * (TW + 1), rows_out = OH - 2 * th0 < 2 * nr ? OH - 2 * th0 : 2 * nr;
+        for (c = 0; c < C; ++c) {
+            for (r = 0; r < 4; ++r) {
+                EK_T *sr = strip + r * SL;
+                for (tr = 0; tr < nr; ++tr) {
                     const ptrdiff_t ih = (ptrdiff_t)(2 * (th0 + tr) + r) - d->pad[1];
-                    EK_FN(padded_row)(rows + r * PW, PW,
+                    EK_FN(padded_row)(sr + tr * PW, PW,
                                       ih >= 0 && ih < (ptrdiff_t)IH ? x + (c * IH + (size_t)ih) * IW : NULL, pw0, c0, c1);
                 }
-                for (t = 0; t < PW; ++t) { /* B^T down the 4 rows */
-                    const EK_T a0 = rows[t], a1 = rows[PW + t], a2 = rows[2 * PW + t], a3 = rows[3 * PW + t];
-                    u[t] = a0 - a2, u[PW + t] = a1 + a2, u[2 * PW + t] = a2 - a1, u[3 * PW + t] = a1 - a3;
-                }
-                for (r = 0; r < 4; ++r) { /* then B along each, tile t at column 2t */
-                    const EK_T *ur = u + r * PW;
-                    EK_T *v0 = vb + 4 * r * vs, *v1 = v0 + vs, *v2 = v1 + vs, *v3 = v2 + vs;
-                    for (t = 0; t < TW; ++t) {
-                        const EK_T e0 = ur[2 * t], o0 = ur[2 * t + 1], e1 = ur[2 * t + 2], o1 = ur[2 * t + 3];
-                        v0[t] = e0 - e1, v1[t] = o0 + e1, v2[t] = e1 - o0, v3[t] = o0 - o1;
-                    }
-                }
+                sr[nr * PW] = sr[nr * PW + 1] = 0;
             }
+            for (t = 0; t < len; ++t) { /* B^T down the 4 strips, in place */
+                const EK_T a0 = strip[t], a1 = strip[SL + t], a2 = strip[2 * SL + t], a3 = strip[3 * SL + t];
+                strip[t] = a0 - a2, strip[SL + t] = a1 + a2, strip[2 * SL + t] = a2 - a1, strip[3 * SL + t] = a1 - a3;
+            }
+            for (r = 0; r < 4; ++r) /* then B along each */
+                EK_FN(wino_in_row)(strip + r * SL, lt, vt + 4 * r * LT, vt + (4 * r + 1) * LT, vt + (4 * r + 2) * LT,
+                                   vt + (4 * r + 3) * LT);
+            for (xi = 0; xi < 16; ++xi)
+                for (tr = 0; tr < nr; ++tr) { /* short rows: in 4-element moves, not a call to memcpy each */
+                    EK_T *dst = V + xi * vs + c * nt + tr * TW;
+                    const EK_T *src = vt + xi * LT + tr * (TW + 1);
+                    for (t = 0; t + 4 <= TW; t += 4) memcpy(dst + t, src + t, 4 * sizeof(EK_T));
+                    for (; t < TW; ++t) dst[t] = src[t];
+                }
+        }
         for (xi = 0; xi < 16; ++xi)
             EK_FN(gemm_conv)(M, nt, C, w + xi * wrows * C, d->packed, V + xi * vs, nt, NULL, NULL, P + xi * ps, nt,
                              EK_ACT_NONE, 0, 0);
         for (m = 0; m < M; ++m) {
-            const EK_T b = bias ? bias[m] : (EK_T)0;
-            for (tr = 0; tr < nr; ++tr) {
-                const EK_T *p = P + m * nt + tr * TW;
-                const size_t oh = 2 * (th0 + tr);
-                EK_T *y0 = y + (m * OH + oh) * OW;
-                for (t = 0; t < TW; ++t) { /* A^T down the 4 rows of products, then A along */
-                    const EK_T s0 = p[t] + p[4 * ps + t] + p[8 * ps + t], s1 = p[ps + t] + p[5 * ps + t] + p[9 * ps + t];
-                    const EK_T s2 = p[2 * ps + t] + p[6 * ps + t] + p[10 * ps + t];
-                    const EK_T s3 = p[3 * ps + t] + p[7 * ps + t] + p[11 * ps + t];
-                    const EK_T q0 = p[4 * ps + t] - p[8 * ps + t] - p[12 * ps + t];
-                    const EK_T q1 = p[5 * ps + t] - p[9 * ps + t] - p[13 * ps + t];
-                    const EK_T q2 = p[6 * ps + t] - p[10 * ps + t] - p[14 * ps + t];
-                    const EK_T q3 = p[7 * ps + t] - p[11 * ps + t] - p[15 * ps + t];
-                    t00[t] = s0 + s1 + s2 + b, t01[t] = s1 - s2 - s3 + b;
-                    t10[t] = q0 + q1 + q2 + b, t11[t] = q1 - q2 - q3 + b;
-                }
-                for (t = 0; t < OW / 2; ++t) y0[2 * t] = t00[t], y0[2 * t + 1] = t01[t];
-                if (OW % 2) y0[OW - 1] = t00[TW - 1];
-                EK_FN(act)(y0, OW, act, act_a, act_b);
-                if (oh + 1 < OH) {
-                    EK_T *y1 = y0 + OW;
-                    for (t = 0; t < OW / 2; ++t) y1[2 * t] = t10[t], y1[2 * t + 1] = t11[t];
-                    if (OW % 2) y1[OW - 1] = t10[TW - 1];
-                    EK_FN(act)(y1, OW, act, act_a, act_b);
-                }
+            const EK_T b = bias ? bias[m] : (EK_T)0, *p = P + m * nt;
+            EK_T *yb = y + (m * OH + 2 * th0) * OW;
+            EK_FN(wino_out)(p, ps, nt, b, t00, t01, t10, t11);
+            for (r = 0; r < rows_out; ++r) { /* output row r of the band: tile row r / 2, its top or bottom pair */
+                const EK_T *ta = (r % 2 ? t10 : t00) + r / 2 * TW, *tb = (r % 2 ? t11 : t01) + r / 2 * TW;
+                EK_T *yr = yb + r * OW;
+                for (t = 0; t < OW / 2; ++t) yr[2 * t] = ta[t], yr[2 * t + 1] = tb[t];
+                if (OW % 2) yr[OW - 1] = ta[TW - 1];
             }
+            EK_FN(act)(yb, rows_out * OW, act, act_a, act_b);
         }
     }
 }

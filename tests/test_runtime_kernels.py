@@ -558,10 +558,11 @@ def test_conv_scratch_sizes(rt):
     d = _desc(rt, 1, 8, 4, 2, (5, 5), (3, 3), (3, 3), (2, 2), (1, 1), (1, 1), 9, windows=1)
     assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 9  # stride 2: windows do not fit, im2col
     # Winograd: 3 rows of 9 tiles (17 columns) of V (8 channels) and of the products (4 channels), 16 of each, then
-    # 4 padded input rows of 2 * 9 + 2 and their transforms, and a row of tiles' 4 outputs
+    # 4 strips of the band's 3 padded input rows of 2 * 9 + 2 (+ 2), their 16 transforms over 3 * 10 tiles, and the
+    # band's 4 outputs per tile
     d = _desc(rt, 1, 8, 4, 1, (17, 17), (17, 17), (3, 3), (1, 1), (1, 1), (1, 1), 3)
     d.winograd = 1
-    assert rt.lib.ek_conv_scratch(d) == 16 * (8 + 4) * 3 * 9 + 8 * 20 + 4 * 9
+    assert rt.lib.ek_conv_scratch(d) == 16 * (8 + 4) * 3 * 9 + 4 * (3 * 20 + 2) + 16 * 3 * 10 + 4 * 3 * 9
     from emit.ops.conv import ConvGeometry  # what the exporter reserves in the arena
 
     g = ConvGeometry(1, 8, 4, 1, [1, 17, 17], [1, 17, 17], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 1, 1], winograd=True)

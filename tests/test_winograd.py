@@ -51,13 +51,15 @@ def _conv_node(**attrs) -> Node:
 
 
 @pytest.mark.parametrize("c, m, side, attrs, wasm, native", [
-    (32, 8, 4, {}, True, False),  # wasm from 32 input channels; native needs more
+    (32, 8, 4, {}, True, False),  # wasm from 32 input channels; native needs more outputs and channels
     (16, 64, 28, {}, False, False),
     (32, 64, 3, {}, False, False),  # outputs too few
-    (64, 128, 16, {}, True, True),  # native: 64 x 128 from 16x16 outputs
-    (64, 128, 14, {}, True, False),
-    (64, 64, 56, {}, True, False),
-    (128, 128, 7, {}, True, True),  # native: 128 x 128 on any size
+    (32, 32, 16, {}, True, True),  # native: 32 x 32 from 16x16 outputs
+    (32, 64, 15, {}, True, False),
+    (48, 64, 8, {}, True, True),  # from 8x8, 48 input channels
+    (64, 16, 28, {}, True, False),  # native: too few output channels
+    (64, 64, 7, {}, True, False),  # below 8x8, 65536 channel pairs
+    (128, 512, 7, {}, True, True),
     (128, 128, 7, {"strides": [2, 2]}, False, False),
     (128, 128, 7, {"dilations": [2, 2]}, False, False),
     (128, 128, 7, {"group": 2}, False, False),
@@ -86,8 +88,9 @@ def _model(layers: list[tuple[int, int, list[int], str | None]], hw: tuple[int, 
 
 
 # odd and even sizes (a last tile half outside), asymmetric and no padding, a batch of two, fused activations, output
-# channels past whole packed groups; the first layer takes Winograd on both builds, the second on wasm only
-LAYERS = [(128, 130, [2, 1, 0, 2], "Relu"), (130, 40, [0, 0, 0, 0], "Sigmoid"), (40, 24, [1, 1, 1, 1], None)]
+# channels past whole packed groups; the first layer takes Winograd on both builds, the others on wasm only (7x11
+# outputs; 24 output channels)
+LAYERS = [(64, 130, [2, 1, 0, 2], "Relu"), (130, 40, [0, 0, 0, 0], "Sigmoid"), (40, 24, [1, 1, 1, 1], None)]
 
 
 @pytest.mark.parametrize("target", ["native", "wasm"])
@@ -97,7 +100,7 @@ def test_winograd_convs_match_onnxruntime(tmp_path, target):
     code = (tmp_path / "model.c").read_text()
     flags = re.findall(r"ek_conv_desc d = \{.*, (\d), \d+ \};", code)  # desc.winograd of each Conv
     assert flags == (["1", "0", "0"] if target == "native" else ["1", "1", "1"])
-    x = RNG.standard_normal((2, 128, 9, 12)).astype(np.float32)
+    x = RNG.standard_normal((2, 64, 9, 12)).astype(np.float32)
     got = emit.load(tmp_path).run(x=x)["y"]
     np.testing.assert_allclose(got, ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
 
@@ -111,7 +114,7 @@ def test_c_target_keeps_direct_convs(tmp_path):
 def test_weights_file_holds_the_transformed_weights(tmp_path):
     """--weights file stores U like embed does, and `onnx-emit weights` recompiles the same layout."""
     model = _model(LAYERS[:1], (9, 12))
-    x = RNG.standard_normal((1, 128, 9, 12)).astype(np.float32)
+    x = RNG.standard_normal((1, 64, 9, 12)).astype(np.float32)
     emit.export(model, target="native", out=tmp_path / "embed")
     emit.export(model, target="native", out=tmp_path / "file", weights="file", name="filed")
     np.testing.assert_array_equal(emit.load(tmp_path / "file").run(x=x)["y"], emit.load(tmp_path / "embed").run(x=x)["y"])

@@ -4,14 +4,13 @@ m x c (U[xi] = (G g G^T)[xi // 4][xi % 4]). The convolution then costs 16 produc
 instead of 36, plus transforms linear in the tiles (resnet-style 64-512 channel layers: 1.4-1.75x faster natively).
 
 Only stride-1, undilated 3x3 2-D convolutions of one group with enough channels take it: with few, the 16 GEMMs'
-short K (input channels) and few rows (output channels) lose what the products save. Where that happens depends on
-the build (measured, Winograd's time against the faster of windows and im2col): under V8 (wasm's 4x4 tile without FMA)
-32 input channels suffice (1.1-2.3x faster); with AVX-512's register tiles, 128 x 128 channels on any size (1.1-1.5x),
-64 x 128 from 16x16 outputs (1.1-1.3x), while 32 input channels or 64 x 64 were 0.7-1.1x. The weights grow by 16/9
-(their storage, not the arena).
-On targets that pack (native), each U[xi] is packed like any Conv weight (passes/pack_weights.py), as
-(16 * row groups, c, PACK_ROWS); elsewhere the layout is (16 * m, c). The node keeps the weight's ONNX shape in
-attrs["__packed_w__"], the group size in attrs["__pack_rows__"] and attrs["__winograd__"] = 1."""
+short K (input channels) and few rows (output channels) lose what the products save, as do the transforms on small
+outputs. Where that happens depends on the build (measured: Winograd's time against the faster of windows and
+im2col): under V8 (wasm's 4x4 tile without FMA) 32 input channels suffice (1.1-2.2x faster; 16: 1.0-1.4x); with
+AVX-512's register tiles, 32+ input and output channels from 16x16 outputs (1.1-1.7x), 48+ input channels from 8x8
+(1.1-1.6x; 32: 0.9-1.0x), and smaller outputs only for 65536+ channel pairs (512 x 512 on 7x7: 1.7x; 64 x 64: 0.8x).
+The weights grow by 16/9 (their storage, not the arena).
+"""
 
 from __future__ import annotations
 
@@ -20,14 +19,14 @@ import numpy as np
 from ..ir import Node, Program
 from .pack_weights import PACK_ROWS, pack_rows
 
-MIN_CHANNELS = 32  # input channels (K of the 16 GEMMs) for the unpacked builds (wasm)
-MIN_OUTPUTS = 8  # output channels
-MIN_SIDE = 4  # output rows and columns
-# packed (AVX) builds: input x output channels for any size, or a smaller product from PACKED_MID_SIDE outputs on
-PACKED_BIG = (128, 128)
-PACKED_MID = 8192
-PACKED_MID_SIDE = 16
-PACKED_MID_CHANNELS = 64  # and at least these input channels
+MIN_CHANNELS = 32  # input channels (K of the 16 GEMMs)
+MIN_OUTPUTS = 8  # output channels: wasm
+MIN_SIDE = 4  # output rows and columns: wasm
+# packed (AVX) builds: output channels, then what each size of outputs needs
+PACKED_MIN_OUTPUTS = 32
+PACKED_ANY_SIDE = 16  # from here on, MIN_CHANNELS
+PACKED_MID_SIDE, PACKED_MID_CHANNELS = 8, 48  # from 8x8 outputs, 48 input channels
+PACKED_SMALL_PAIRS = 65536  # below 8x8, input x output channels
 
 # F(2x2, 3x3)'s filter transform (Lavin & Gray): U = G g G^T
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -51,8 +50,13 @@ def takes_winograd(n: Node, w: np.ndarray, out: tuple, packed: bool) -> bool:
         return False
     if not packed:
         return True
-    return (c >= PACKED_BIG[0] and m >= PACKED_BIG[1]) or (c >= PACKED_MID_CHANNELS and c * m >= PACKED_MID
-                                                           and side >= PACKED_MID_SIDE)
+    if m < PACKED_MIN_OUTPUTS:
+        return False
+    if side >= PACKED_ANY_SIDE:
+        return True
+    if side >= PACKED_MID_SIDE:
+        return c >= PACKED_MID_CHANNELS
+    return c * m >= PACKED_SMALL_PAIRS
 
 
 def winograd_weights(w: np.ndarray, packed: bool) -> np.ndarray:
