@@ -196,6 +196,9 @@ int ek_check_weights(const unsigned char *blob, size_t n, const unsigned char ha
  * has a row per EK_PACK_ROWS output channels, block = K) */
 void ek_expand_i8(const int8_t *q, const float *scale, float *y, size_t outer, size_t channels, size_t inner,
                   size_t block);
+/* y[i] = blocks[index[i / block] * block + i % block] for i < n: a weight stored as its distinct blocks of `block`
+ * elements and each block's index among them (the last block may be cut short) */
+void ek_expand_blocks(const float *blocks, const uint32_t *index, float *y, size_t n, size_t block);
 
 /* ---- threads.c: only in builds exported with --threads N (compiled with -DEK_THREADS=N -pthread) ---- */
 typedef void (*ek_range_fn)(void *ctx, size_t begin, size_t end);

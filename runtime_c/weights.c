@@ -61,6 +61,13 @@ int ek_check_weights(const unsigned char *blob, size_t n, const unsigned char ha
     return 0;
 }
 
+void ek_expand_blocks(const float *blocks, const uint32_t *index, float *y, size_t n, size_t block)
+{
+    size_t i;
+    for (i = 0; i < n; i += block)
+        memcpy(y + i, blocks + (size_t)index[i / block] * block, (n - i < block ? n - i : block) * sizeof(float));
+}
+
 void ek_expand_i8(const int8_t *q, const float *scale, float *y, size_t outer, size_t channels, size_t inner,
                   size_t block)
 {

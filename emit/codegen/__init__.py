@@ -54,7 +54,7 @@ def referenced_weights(prog: Program) -> list:
     return [b for b in prog.buffers.values() if b.storage == "weight" and b.cname.removesuffix(".v") in used]
 
 
-_STORED_CTYPES = {"f16": "uint16_t", "int8": "int8_t"}
+_STORED_CTYPES = {"f16": "uint16_t", "int8": "int8_t", "blocks": "float"}
 
 
 def _weights(layout: WeightLayout, embed: bool) -> list[dict]:
@@ -72,6 +72,8 @@ def _weights(layout: WeightLayout, embed: bool) -> list[dict]:
                 "symbol": w.symbol,
                 "form": w.form,
                 "stored_ctype": _STORED_CTYPES.get(w.form, w.ctype),
+                "stored_count": len(w.data) // 4 if w.form == "blocks" else w.size,
+                "scale_ctype": "uint32_t" if w.form == "blocks" else "float",
                 "literal": string_literal_lines(w.data) if embed and w.data else "",
                 "scale_literal": string_literal_lines(w.scales) if embed and w.scales else "",
                 "scale_bytes": len(w.scales),

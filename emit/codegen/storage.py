@@ -1,6 +1,8 @@
 """How the weights are stored: in the C (embed) or in a separate blob (file), as float32, float16 or
 per-channel int8. Compute stays float32: a weight stored narrower is expanded once into a float32
-buffer (init or load), so the kernels never change.
+buffer (init or load), so the kernels never change. A large float32 weight made of few distinct blocks (one computed
+from a fill: architecture-only models) is stored as those blocks and an index, whatever the dtype asked ("blocks",
+exact), and expanded the same way.
 
 The blob (format version 1, little-endian):
     0  magic "ONNXEMW\\0"   8 bytes
@@ -25,7 +27,7 @@ import numpy as np
 
 from ..errors import EmitError
 from ..ir import Program
-from .weights import little_endian_bytes
+from .weights import compact_blocks, little_endian_bytes
 
 WEIGHT_MODES = ("embed", "file")
 WEIGHT_DTYPES = ("f32", "f16", "int8")
@@ -38,6 +40,9 @@ ALIGN = 64
 # bounds) stay exact, and they weigh nothing
 MIN_NARROW_ELEMENTS = 64
 F16_MAX = 65504.0
+# the blocks form for float32 weights this big whose distinct blocks and index take at most 1/BLOCKS_RATIO of them
+BLOCKS_MIN_ELEMENTS = 1 << 16
+BLOCKS_RATIO = 4
 
 
 
@@ -51,13 +56,13 @@ class StoredWeight:
     ctype: str
     shape: list[int]
     size: int
-    form: str  # "raw" (its own dtype), "f16" or "int8"
-    data: bytes  # the stored bytes
-    scales: bytes = b""  # int8: float32 per channel
+    form: str  # "raw" (its own dtype), "f16", "int8" or "blocks"
+    data: bytes  # the stored bytes (blocks: the distinct blocks)
+    scales: bytes = b""  # int8: float32 per channel; blocks: each block's index among the distinct ones, uint32
     outer: int = 1  # int8: the tensor as [outer, channels, inner]
     channels: int = 1
     inner: int = 1
-    block: int = 1  # int8: outer indices per row of `channels` scales (outer: one row)
+    block: int = 1  # int8: outer indices per row of `channels` scales (outer: one row); blocks: elements per block
     offset: int = 0  # file mode: payload offset of data
     scale_offset: int = 0
 
@@ -148,6 +153,11 @@ def _stored(prog: Program, consumers: dict, buf, dtype: str) -> StoredWeight:
         data=b"",
     )
     a = np.asarray(buf.data)
+    blocks = compact_blocks(a, BLOCKS_RATIO) if w.dtype == "float32" and w.size >= BLOCKS_MIN_ELEMENTS else None
+    if blocks is not None:
+        distinct, index, w.block = blocks
+        w.form, w.data, w.scales = "blocks", little_endian_bytes(distinct), little_endian_bytes(index)
+        return w
     narrow = dtype != "f32" and w.dtype == "float32" and w.size >= MIN_NARROW_ELEMENTS and bool(np.isfinite(a).all())
     if narrow and dtype == "f16" and float(np.abs(a).max()) <= F16_MAX:
         w.form, w.data = "f16", little_endian_bytes(a.astype(np.float16))

@@ -9,11 +9,14 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..codegen.storage import BLOCKS_MIN_ELEMENTS, BLOCKS_RATIO
+from ..codegen.weights import compact_blocks
 from ..errors import EmitError, UnsupportedError, node_label
 
 # nodes whose result is random or which the compiler must keep as runtime work
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
-# a constant result above this size that is much larger than the constants it comes from is computed at run time
+# a constant result above this size that is much larger than the constants it comes from is computed at run time,
+# unless it is a few distinct blocks repeated (a fill): those are stored compactly (codegen/storage.py's blocks)
 EXPAND_LIMIT = 1 << 20
 _SMALL_CONST = 1 << 16  # constant inputs up to this many elements are shown to shape inference
 
@@ -147,6 +150,11 @@ def shape_of(node: onnx.NodeProto, v: Value) -> np.ndarray:
     return np.array(v.shape[start:end], dtype=np.int64)
 
 
+def _repeats(a: np.ndarray) -> bool:
+    """A float32 result storage keeps as its repeated blocks (a fill, a tiled pattern): folding it costs no bytes."""
+    return a.dtype == np.float32 and a.size >= BLOCKS_MIN_ELEMENTS and compact_blocks(a, BLOCKS_RATIO) is not None
+
+
 def try_fold(node: onnx.NodeProto, values: dict[str, Value], opsets) -> list[np.ndarray] | None:
     """The node's outputs if they are known before run time."""
     if node.op_type in _NEVER_FOLD or node.domain not in ("", "ai.onnx"):
@@ -181,6 +189,6 @@ def try_fold(node: onnx.NodeProto, values: dict[str, Value], opsets) -> list[np.
     if outs is not None:
         in_bytes = sum(v.const.nbytes for v in ins)
         out_bytes = sum(o.nbytes for o in outs)
-        if out_bytes > EXPAND_LIMIT and out_bytes > 2 * in_bytes:
-            return None  # folding would grow the binary (a splat fill, a widening Cast of int8 weights): do it at run time
+        if out_bytes > EXPAND_LIMIT and out_bytes > 2 * in_bytes and not all(_repeats(o) for o in outs):
+            return None  # folding would grow the binary (a widening Cast of int8 weights): do it at run time
     return outs
