@@ -39,22 +39,28 @@ static int ek_conv_windows_in_place(const ek_conv_desc *d)
  * copies): the kernel's taps are shifted windows of a zero-padded band of input rows, read in place by the GEMM's
  * packing, not im2col. The shape conditions are checked here too: a desc that asks for windows where they do not
  * fit gets im2col. */
+static int ek_conv_phases(const ek_conv_desc *d) /* stride 2 both ways, undilated: windows over phase planes */
+{
+    return d->stride[1] == 2 && d->stride[2] == 2 && d->dil[1] == 1 && d->dil[2] == 1;
+}
+
 static int ek_conv_by_windows(const ek_conv_desc *d)
 {
     return d->windows && d->c / d->group > 1 && !ek_conv_pointwise(d) && d->in[0] == 1 && d->out[0] == 1 &&
-           d->k[0] == 1 && d->pad[0] == 0 && d->stride[1] == 1 && d->stride[2] == 1 && d->pad[1] >= 0 &&
-           d->pad[2] >= 0 && d->tile > 0;
+           d->k[0] == 1 && d->pad[0] == 0 && ((d->stride[1] == 1 && d->stride[2] == 1) || ek_conv_phases(d)) &&
+           d->pad[1] >= 0 && d->pad[2] >= 0 && d->tile > 0;
 }
 
-/* the windows path's padded row length and its band's input rows, for d->tile output rows */
+/* the windows path's padded row length and its band's input rows (stride 2: of each phase plane), for d->tile
+ * output rows */
 static size_t ek_conv_band_row(const ek_conv_desc *d)
 {
-    return d->out[2] + (d->k[2] - 1) * d->dil[2];
+    return ek_conv_phases(d) ? d->out[2] + (d->k[2] - 1) / 2 : d->out[2] + (d->k[2] - 1) * d->dil[2];
 }
 
 static size_t ek_conv_band_rows_in(const ek_conv_desc *d)
 {
-    return d->tile + (d->k[1] - 1) * d->dil[1];
+    return ek_conv_phases(d) ? d->tile + (d->k[1] - 1) / 2 : d->tile + (d->k[1] - 1) * d->dil[1];
 }
 
 /* [*c0, *c1): the columns of a row padded by pad at the start to len that hold the in input pixels */
@@ -80,9 +86,11 @@ size_t ek_conv_scratch(const ek_conv_desc *d)
                4 * d->tile * tw;
     }
     if (ek_conv_pointwise(d) || cg == 1) return 0;
-    if (ek_conv_by_windows(d)) { /* the padded band of cg channels, then the band's mg output rows of that length */
+    if (ek_conv_by_windows(d)) { /* the padded band of cg channels (stride 2: 4 phase planes each), then the band's
+                                  * mg output rows of that length */
         const size_t pw = ek_conv_band_row(d);
-        return cg * ek_conv_band_rows_in(d) * pw + d->m / d->group * ((d->tile - 1) * pw + d->out[2]);
+        return cg * (ek_conv_phases(d) ? 4 : 1) * ek_conv_band_rows_in(d) * pw +
+               d->m / d->group * ((d->tile - 1) * pw + d->out[2]);
     }
     return cg * d->k[0] * d->k[1] * d->k[2] * d->tile;
 }
@@ -443,30 +451,60 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
     }
 }
 
+/* row[j] = xr[2j + parity - pad], zero outside the in input pixels (xr NULL: all zero): one column phase of a
+ * stride-2 band's padded input row */
+static void EK_FN(phase_row)(EK_T *row, size_t len, const EK_T *xr, size_t parity, size_t pad, size_t in)
+{
+    size_t j;
+    for (j = 0; j < len; ++j) {
+        const size_t c = 2 * j + parity;
+        row[j] = xr && c >= pad && c - pad < in ? xr[c - pad] : (EK_T)0;
+    }
+}
+
 /* One group of a stride-1 2-D convolution by bands of d->tile output rows: the band's input rows are copied with
  * their zero padding into scratch, all of them PW = OW + (KW-1)*dil long, so tap (ci, kh, kw) of output (r, ow) is
  * element r*PW + ow of the window at ci*rows_in*PW + kh*dil*PW + kw*dil. The GEMM packs those windows straight
- * (no im2col: K = cg*KH*KW copies of every pixel) into outputs PW apart; their first OW columns are the output. */
+ * (no im2col: K = cg*KH*KW copies of every pixel) into outputs PW apart; their first OW columns are the output.
+ * Stride 2: each channel's band is split into 4 phase planes (row parity, column parity) of PW = OW + (KW-1)/2,
+ * where tap (kh, kw) of output (r, ow) is plane (kh & 1, kw & 1) at (r + kh/2)*PW + ow + kw/2: the same
+ * contiguous windows, from a copy a quarter of im2col's for 3x3. */
 static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
                                 EK_T *scratch, int act, EK_T act_a, EK_T act_b)
 {
     const size_t cg = d->c / d->group, mg = d->m / d->group, IH = d->in[1], IW = d->in[2];
     const size_t OH = d->out[1], OW = d->out[2], PW = ek_conv_band_row(d), rows_in = ek_conv_band_rows_in(d);
     const size_t pw0 = (size_t)d->pad[2], K = cg * d->k[1] * d->k[2];
-    EK_T *band = scratch, *out = scratch + cg * rows_in * PW;
+    const int phases = ek_conv_phases(d);
+    const size_t planes = phases ? 4 : 1;
+    EK_T *band = scratch, *out = scratch + cg * planes * rows_in * PW;
     ek_windows win;
-    size_t oh0, ci, r, m, c0, c1;
+    size_t oh0, ci, r, m, c0, c1, a;
     ek_conv_padded_cols(pw0, IW, PW, &c0, &c1);
-    win.ch_stride = rows_in * PW, win.kh = d->k[1], win.kw = d->k[2];
-    win.row_step = d->dil[1] * PW, win.col_step = d->dil[2];
+    win.ch_stride = planes * rows_in * PW, win.kh = d->k[1], win.kw = d->k[2];
+    win.row_step = d->dil[1] * PW, win.col_step = d->dil[2], win.phase_stride = phases ? rows_in * PW : 0;
+    if (phases) win.row_step = PW, win.col_step = 1;
     for (oh0 = 0; oh0 < OH; oh0 += d->tile) {
         const size_t bh = OH - oh0 < d->tile ? OH - oh0 : d->tile, np = (bh - 1) * PW + OW;
-        const size_t rin = bh + (d->k[1] - 1) * d->dil[1];
+        const size_t rin = phases ? bh + (d->k[1] - 1) / 2 : bh + (d->k[1] - 1) * d->dil[1];
         for (ci = 0; ci < cg; ++ci)
             for (r = 0; r < rin; ++r) {
-                const ptrdiff_t ih = (ptrdiff_t)(oh0 + r) - d->pad[1];
-                EK_FN(padded_row)(band + (ci * rows_in + r) * PW, PW,
-                                  ih >= 0 && ih < (ptrdiff_t)IH ? x + (ci * IH + (size_t)ih) * IW : NULL, pw0, c0, c1);
+                if (phases) { /* plane row r of row parity a: input row 2 * (oh0 + r) + a */
+                    for (a = 0; a < 2; ++a) {
+                        const ptrdiff_t ih = (ptrdiff_t)(2 * (oh0 + r) + a) - d->pad[1];
+                        const EK_T *xr = ih >= 0 && ih < (ptrdiff_t)IH ? x + (ci * IH + (size_t)ih) * IW : NULL;
+                        EK_T *plane = band + (ci * 4 + 2 * a) * rows_in * PW + r * PW;
+                        EK_FN(phase_row)(plane, PW, xr, 0, pw0, IW);
+                        EK_FN(phase_row)(plane + rows_in * PW, PW, xr, 1, pw0, IW);
+                    }
+                    continue;
+                }
+                {
+                    const ptrdiff_t ih = (ptrdiff_t)(oh0 + r) - d->pad[1];
+                    EK_FN(padded_row)(band + (ci * rows_in + r) * PW, PW,
+                                      ih >= 0 && ih < (ptrdiff_t)IH ? x + (ci * IH + (size_t)ih) * IW : NULL, pw0, c0,
+                                      c1);
+                }
             }
         EK_FN(gemm_conv)(mg, np, K, w, d->packed, band, 0, &win, bias, out, np, act, act_a, act_b);
         for (m = 0; m < mg; ++m)

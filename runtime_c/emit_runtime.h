@@ -35,11 +35,14 @@ void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size
                  size_t ldb, int transB, const float *bscale, size_t bscale_ks, size_t bscale_ns, float beta,
                  const float *bias, size_t bias_rs, size_t bias_cs, float *C, size_t ldc, int act, float act_a,
                  float act_b);
-/* B of a stride-1 convolution without im2col: row k = (ci, kh, kw) of the implicit column matrix is the
- * contiguous window x + ci*ch_stride + kh*row_step + kw*col_step of a zero-padded input whose rows all have
- * the same length, so column p of every row belongs to the same output position. */
+/* B of a stride-1 (or, split in phase planes, stride-2) convolution without im2col: row k = (ci, kh, kw) of the
+ * implicit column matrix is the contiguous window x + ci*ch_stride + kh*row_step + kw*col_step of a zero-padded input
+ * whose rows all have the same length, so column p of every row belongs to the same output position. */
 typedef struct {
     size_t ch_stride, kh, kw, row_step, col_step;
+    size_t phase_stride; /* stride 2: each channel is 4 phase planes this far apart (row parity * 2 + column parity),
+                          * tap (kh, kw) at plane (kh & 1, kw & 1) + (kh >> 1) * row_step + (kw >> 1) * col_step;
+                          * 0 for stride 1 */
 } ek_windows;
 /* Weights packed at export time for the GEMM's micro-kernel: an M x K matrix as ceil(M / R) groups of R rows, the
  * last padded with zero rows, each group stored k-major: element (i, k) at (i / R) * R * K + k * R + i % R

@@ -853,7 +853,7 @@ typedef struct {
 } EK_FN(bsrc);
 
 /* boff[k] = where row k0 + k of B (not transposed) starts: k * ldb, or for the windows, row (ci, kh, kw) at
- * ci*ch_stride + kh*row_step + kw*col_step */
+ * ci*ch_stride + kh*row_step + kw*col_step (stride 2: in phase plane (kh & 1, kw & 1), halved steps) */
 static void EK_FN(b_rows)(size_t *boff, const EK_FN(bsrc) *s, size_t k0, size_t kc)
 {
     const ek_windows *w = s->win;
@@ -862,7 +862,9 @@ static void EK_FN(b_rows)(size_t *boff, const EK_FN(bsrc) *s, size_t k0, size_t 
         const size_t taps = w->kh * w->kw;
         size_t ci = k0 / taps, kh = k0 % taps / w->kw, kw = k0 % w->kw;
         for (k = 0; k < kc; ++k) {
-            boff[k] = ci * w->ch_stride + kh * w->row_step + kw * w->col_step;
+            boff[k] = w->phase_stride ? ci * w->ch_stride + ((kh & 1) * 2 + (kw & 1)) * w->phase_stride +
+                                            (kh >> 1) * w->row_step + (kw >> 1) * w->col_step
+                                      : ci * w->ch_stride + kh * w->row_step + kw * w->col_step;
             if (++kw == w->kw) {
                 kw = 0;
                 if (++kh == w->kh) kh = 0, ++ci;

@@ -409,6 +409,10 @@ CONVS = [
     ("windows_conv1d", 1, 3, 4, 1, (80,), (5,), (1,), (2,), (3,), (1,)),
     ("windows_wide_tiles", 1, 5, 19, 1, (9, 70), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("windows_unpadded", 1, 32, 64, 1, (23, 23), (3, 3), (1, 1), (1, 1), (0, 0), (0, 0)),
+    # stride 2: windows over 4 phase planes of the band (row parity, column parity)
+    ("windows_stride2_7x7", 1, 3, 5, 1, (19, 17), (7, 7), (2, 2), (1, 1), (3, 2), (3, 3)),
+    ("windows_stride2_grouped", 2, 8, 6, 2, (9, 12), (3, 3), (2, 2), (1, 1), (1, 0), (1, 1)),
+    ("windows_stride2_4x4", 1, 4, 3, 1, (10, 11), (4, 4), (2, 2), (1, 1), (1, 1), (2, 1)),
     # one input channel, unpadded (an STFT): windows read in place as B^T rows, few columns (dot products)
     ("stft", 2, 1, 9, 1, (70,), (16,), (8,), (1,), (0,), (0,)),
     ("stft_uneven", 1, 1, 5, 1, (37,), (9,), (4,), (1,), (0,), (0,)),
@@ -468,6 +472,8 @@ PACKED_CONVS = [c for c in CONVS if c[3] // c[4] >= 8 and (c[2] // c[4] > 1 or c
     # 3 groups, a partial tile of positions, K blocks; others read the groups as strided rows)
     ("pointwise_few_positions", 1, 24, 40, 1, (5, 7), (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),
     ("windows_few_positions", 1, 8, 70, 1, (6, 6), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("windows_stride2_7x7_packed", 1, 3, 20, 1, (21, 22), (7, 7), (2, 2), (1, 1), (3, 3), (3, 3)),
+    ("windows_stride2_few_positions", 1, 6, 36, 1, (13, 13), (5, 5), (2, 2), (1, 1), (2, 2), (2, 2)),  # 7x7 outputs
     ("pointwise_few_positions_k_blocks", 1, 600, 20, 1, (4, 6), (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),
 ]
 
@@ -555,8 +561,11 @@ def test_conv_scratch_sizes(rt):
     # rows of that length
     d = _desc(rt, 1, 8, 4, 2, (16, 16), (16, 16), (3, 3), (1, 1), (1, 1), (1, 1), 10, windows=1)
     assert rt.lib.ek_conv_scratch(d) == 4 * 12 * 18 + 2 * (9 * 18 + 16)
-    d = _desc(rt, 1, 8, 4, 2, (5, 5), (3, 3), (3, 3), (2, 2), (1, 1), (1, 1), 9, windows=1)
-    assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 9  # stride 2: windows do not fit, im2col
+    d = _desc(rt, 1, 8, 4, 2, (5, 5), (3, 2), (3, 3), (2, 3), (1, 1), (1, 1), 9, windows=1)
+    assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 9  # strides 2 and 3: windows do not fit, im2col
+    # stride 2: 4 phase planes per channel of 3 + 1 rows of 5 + 1 columns, then the 2 channels' 3 rows of that length
+    d = _desc(rt, 1, 8, 4, 2, (10, 10), (5, 5), (3, 3), (2, 2), (1, 1), (1, 1), 3, windows=1)
+    assert rt.lib.ek_conv_scratch(d) == 4 * 4 * 4 * 6 + 2 * (2 * 6 + 5)
     # Winograd: 3 rows of 9 tiles (17 columns) of V (8 channels) and of the products (4 channels), 16 of each, then
     # 4 strips of the band's 3 padded input rows of 2 * 9 + 2 (+ 2), their 16 transforms over 3 * 10 tiles, and the
     # band's 4 outputs per tile
@@ -669,5 +678,6 @@ def test_conv_path_choice(shape, windows):
     g = ConvGeometry(n=1, c=c, m=m, group=1, inp=[1, size, size], out=[1, out, out], k=[1, k, k], stride=[1, 1, 1],
                      dil=[1, 1, 1], pad=[0, pad, pad])
     assert g.by_windows() is windows
-    g.stride = [1, 2, 2]
-    assert g.by_windows() is False
+    g.stride = [1, 2, 2]  # stride 2: phase planes for 5x5 and larger kernels
+    assert g.by_windows() is (k >= 5)
+    assert g.band_scratch(3) == c * 4 * (3 + (k - 1) // 2) * (out + (k - 1) // 2) + m * (2 * (out + (k - 1) // 2) + out)
