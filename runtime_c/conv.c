@@ -3,13 +3,12 @@
  *
  * Conv: one whose weights the exporter stored in Winograd's form (d->winograd) runs F(2x2, 3x3): input tile
  * transforms, 16 GEMMs, output tile transforms. A 1x1 stride-1 unpadded convolution is one GEMM per (image, group); a
- * depthwise one
- * (one input channel per group) runs on bands of padded rows copied to the stack (flat sums over the band,
- * stride 2 split into phase planes) or, for rows wider than 160, row by row; a stride-1 2-D one with rows
- * long enough runs the GEMM on shifted windows of a padded band of input rows in the caller's scratch
- * (d->tile output rows per band); any other is im2col of d->tile output pixels at a time into the
- * caller's scratch, then GEMM with the bias + activation epilogue. ConvTranspose: GEMM W^T X for d->tile
- * input pixels at a time, then col2im scatter-adds the columns into y.
+ * depthwise one (one input channel per group) runs on bands of padded rows copied to the stack (flat sums over the
+ * band, stride 2 split into phase planes) or, for rows wider than 160, row by row; a stride-1 2-D one with rows long
+ * enough (or a stride-2 one, split in 4 phase planes) runs the GEMM on shifted windows of a padded band of input rows
+ * in the caller's scratch (d->tile output rows per band); any other is im2col of d->tile output pixels at a time into
+ * the caller's scratch, then GEMM with the bias + activation epilogue. ConvTranspose: GEMM W^T X for d->tile input
+ * pixels at a time, then col2im scatter-adds the columns into y.
  *
  * Like gemm.c, this file includes itself to instantiate the body for float and double. */
 #ifndef EK_T
@@ -34,16 +33,16 @@ static int ek_conv_windows_in_place(const ek_conv_desc *d)
            (d->out[2] - 1) * d->stride[2] + d->k[2] <= d->in[2];
 }
 
-/* A 2-D (or 1-D) stride-1 convolution of more than one input channel per group, by windows when the exporter chose
- * so (d->windows, from ConvGeometry.by_windows, which weighs the padded columns' wasted products against im2col's
- * copies): the kernel's taps are shifted windows of a zero-padded band of input rows, read in place by the GEMM's
- * packing, not im2col. The shape conditions are checked here too: a desc that asks for windows where they do not
- * fit gets im2col. */
 static int ek_conv_phases(const ek_conv_desc *d) /* stride 2 both ways, undilated: windows over phase planes */
 {
     return d->stride[1] == 2 && d->stride[2] == 2 && d->dil[1] == 1 && d->dil[2] == 1;
 }
 
+/* A 2-D (or 1-D) stride-1 convolution, or a 2-D stride-2 one, of more than one input channel per group, by windows
+ * when the exporter chose so (d->windows, from ConvGeometry.by_windows, which weighs the padded columns' wasted
+ * products against im2col's copies): the kernel's taps are shifted windows of a zero-padded band of input rows, read
+ * in place by the GEMM's packing, not im2col. The shape conditions are checked here too: a desc that asks for windows
+ * where they do not fit gets im2col. */
 static int ek_conv_by_windows(const ek_conv_desc *d)
 {
     return d->windows && d->c / d->group > 1 && !ek_conv_pointwise(d) && d->in[0] == 1 && d->out[0] == 1 &&
@@ -70,7 +69,7 @@ static void ek_conv_padded_cols(size_t pad, size_t in, size_t len, size_t *c0, s
     *c1 = pad + in < len ? pad + in : len;
 }
 
-/* 2x2 output tiles along a row, and the padded input row length they read (tile t reads columns 2t .. 2t + 3) */
+/* Winograd's 2x2 output tiles along a row (tile t reads padded input columns 2t .. 2t + 3) */
 static size_t ek_wino_tiles_w(const ek_conv_desc *d)
 {
     return (d->out[2] + 1) / 2;
@@ -483,7 +482,6 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
     ek_conv_padded_cols(pw0, IW, PW, &c0, &c1);
     win.ch_stride = planes * rows_in * PW, win.kh = d->k[1], win.kw = d->k[2];
     win.row_step = d->dil[1] * PW, win.col_step = d->dil[2], win.phase_stride = phases ? rows_in * PW : 0;
-    if (phases) win.row_step = PW, win.col_step = 1;
     for (oh0 = 0; oh0 < OH; oh0 += d->tile) {
         const size_t bh = OH - oh0 < d->tile ? OH - oh0 : d->tile, np = (bh - 1) * PW + OW;
         const size_t rin = phases ? bh + (d->k[1] - 1) / 2 : bh + (d->k[1] - 1) * d->dil[1];
@@ -516,14 +514,6 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
 #undef EK_DW_PLANE
 #undef EK_DW_PHASES
 
-/* Winograd F(2x2, 3x3): w holds U[xi] = (G g G^T)[xi / 4][xi % 4] for each (output, input) channel pair, 16
- * matrices of m x c (m rounded up to whole groups of d->packed rows when packed). Per band of d->tile rows of 2x2 output
- * tiles: each input tile's 4x4 window d goes to V[xi][c][tile] = (B^T d B)[xi / 4][xi % 4]; then P[xi] = U[xi] V[xi],
- * 16 GEMMs with K = c; then each tile's outputs A^T P A + bias. 16 products per 2x2 outputs and channel pair where the
- * direct convolution has 36. The transforms run over a whole band at once, so their loops are long enough for the
- * vectors: the band's padded input rows are laid end to end (4 strips, one per row of the tiles' windows), where tile
- * (tr, tw) starts at column 2 * (tr * (TW + 1) + tw); the one extra tile per row this counts is dropped as V is
- * written. */
 /* Winograd's transforms over n tiles, on restrict pointers so that the compiler vectorises them without checking
  * that the streams do not overlap: B along a strip of B^T-transformed rows (tile j at column 2j) into v0..v3, and
  * A^T P A + b of the 16 products at p + xi * ps into the 2x2 outputs' four streams */
@@ -554,6 +544,14 @@ static void EK_FN(wino_out)(const EK_T *restrict p, size_t ps, size_t n, EK_T b,
     }
 }
 
+/* Winograd F(2x2, 3x3): w holds U[xi] = (G g G^T)[xi / 4][xi % 4] for each (output, input) channel pair, 16
+ * matrices of m x c (m rounded up to whole groups of d->packed rows when packed). Per band of d->tile rows of 2x2
+ * output tiles: each input tile's 4x4 window d goes to V[xi][c][tile] = (B^T d B)[xi / 4][xi % 4]; then
+ * P[xi] = U[xi] V[xi], 16 GEMMs with K = c; then each tile's outputs A^T P A + bias. 16 products per 2x2 outputs and channel pair where the
+ * direct convolution has 36. The transforms run over a whole band at once, so their loops are long enough for the
+ * vectors: the band's padded input rows are laid end to end (4 strips, one per row of the tiles' windows), where tile
+ * (tr, tw) starts at column 2 * (tr * (TW + 1) + tw); the one extra tile per row this counts is dropped as V is
+ * written. */
 static void EK_FN(conv_winograd)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
                                  EK_T *scratch, int act, EK_T act_a, EK_T act_b)
 {
@@ -573,8 +571,8 @@ static void EK_FN(conv_winograd)(const ek_conv_desc *d, const EK_T *x, const EK_
                 EK_T *sr = strip + r * SL;
                 for (tr = 0; tr < nr; ++tr) {
                     const ptrdiff_t ih = (ptrdiff_t)(2 * (th0 + tr) + r) - d->pad[1];
-                    EK_FN(padded_row)(sr + tr * PW, PW,
-                                      ih >= 0 && ih < (ptrdiff_t)IH ? x + (c * IH + (size_t)ih) * IW : NULL, pw0, c0, c1);
+                    const EK_T *xr = ih >= 0 && ih < (ptrdiff_t)IH ? x + (c * IH + (size_t)ih) * IW : NULL;
+                    EK_FN(padded_row)(sr + tr * PW, PW, xr, pw0, c0, c1);
                 }
                 sr[nr * PW] = sr[nr * PW + 1] = 0;
             }

@@ -1,8 +1,8 @@
 """How the weights are stored: in the C (embed) or in a separate blob (file), as float32, float16 or
 per-channel int8. Compute stays float32: a weight stored narrower is expanded once into a float32
-buffer (init or load), so the kernels never change. A large float32 weight made of few distinct blocks (one computed
-from a fill: architecture-only models) is stored as those blocks and an index, whatever the dtype asked ("blocks",
-exact), and expanded the same way.
+buffer (init or load), so the kernels never change. An embedded large float32 weight made of few distinct blocks (one
+computed from a fill: architecture-only models) is stored as those blocks and an index, whatever the dtype asked
+("blocks", exact), and expanded the same way.
 
 The blob (format version 1, little-endian):
     0  magic "ONNXEMW\\0"   8 bytes
@@ -141,7 +141,7 @@ def _quantize_int8(a: np.ndarray, axes: tuple[int, ...]) -> tuple[bytes, bytes, 
     return q.astype(np.int8).tobytes(), little_endian_bytes(scale), outer, channels, inner, block
 
 
-def _stored(prog: Program, consumers: dict, buf, dtype: str) -> StoredWeight:
+def _stored(prog: Program, consumers: dict, buf, dtype: str, compact: bool) -> StoredWeight:
     w = StoredWeight(
         symbol=buf.cname.removesuffix(".v"),
         onnx_name=prog.public(buf.name),
@@ -153,7 +153,8 @@ def _stored(prog: Program, consumers: dict, buf, dtype: str) -> StoredWeight:
         data=b"",
     )
     a = np.asarray(buf.data)
-    blocks = compact_blocks(a, BLOCKS_RATIO) if w.dtype == "float32" and w.size >= BLOCKS_MIN_ELEMENTS else None
+    blocks = compact_blocks(a, BLOCKS_RATIO) if compact and w.dtype == "float32" and w.size >= BLOCKS_MIN_ELEMENTS \
+        else None
     if blocks is not None:
         distinct, index, w.block = blocks
         w.form, w.data, w.scales = "blocks", little_endian_bytes(distinct), little_endian_bytes(index)
@@ -177,7 +178,9 @@ def plan_weight_storage(prog: Program, weights: list, mode: str = "embed", dtype
     """Each referenced weight's stored form and (file mode) payload offsets; the layout hash names the layout."""
     check_options(mode, dtype)
     consumers = prog.consumers()
-    stored = [_stored(prog, consumers, b, dtype) for b in weights]
+    # the blocks form only where the weights are embedded: a weights file's layout must not depend on the values, so
+    # that a blob of other (retrained) values loads into the same build
+    stored = [_stored(prog, consumers, b, dtype, compact=mode == "embed") for b in weights]
     pos = 0
     for w in stored:
         if not w.data:
