@@ -454,11 +454,15 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
  * stride-2 band's padded input row */
 static void EK_FN(phase_row)(EK_T *row, size_t len, const EK_T *xr, size_t parity, size_t pad, size_t in)
 {
+    /* [j0, j1): the j whose column 2j + parity - pad is an input pixel; a plain strided copy between zeros */
+    const size_t j0 = pad > parity ? (pad - parity + 1) / 2 : 0;
+    const size_t end = pad + in > parity ? (pad + in - parity + 1) / 2 : 0;
+    const size_t j1 = xr == NULL || end < j0 ? j0 : end < len ? end : len;
+    const EK_T *src = j1 > j0 ? xr + 2 * j0 + parity - pad : NULL;
     size_t j;
-    for (j = 0; j < len; ++j) {
-        const size_t c = 2 * j + parity;
-        row[j] = xr && c >= pad && c - pad < in ? xr[c - pad] : (EK_T)0;
-    }
+    for (j = 0; j < j0 && j < len; ++j) row[j] = 0;
+    for (j = j0; j < j1; ++j) row[j] = src[2 * (j - j0)];
+    for (j = j1 > j0 ? j1 : (j0 < len ? j0 : len); j < len; ++j) row[j] = 0;
 }
 
 /* One group of a stride-1 2-D convolution by bands of d->tile output rows: the band's input rows are copied with
@@ -467,7 +471,7 @@ static void EK_FN(phase_row)(EK_T *row, size_t len, const EK_T *xr, size_t parit
  * (no im2col: K = cg*KH*KW copies of every pixel) into outputs PW apart; their first OW columns are the output.
  * Stride 2: each channel's band is split into 4 phase planes (row parity, column parity) of PW = OW + (KW-1)/2,
  * where tap (kh, kw) of output (r, ow) is plane (kh & 1, kw & 1) at (r + kh/2)*PW + ow + kw/2: the same
- * contiguous windows, from a copy a quarter of im2col's for 3x3. */
+ * contiguous windows, from a copy KH*KW/4 times smaller than im2col's. */
 static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
                                 EK_T *scratch, int act, EK_T act_a, EK_T act_b)
 {

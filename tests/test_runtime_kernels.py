@@ -413,6 +413,7 @@ CONVS = [
     ("windows_stride2_7x7", 1, 3, 5, 1, (19, 17), (7, 7), (2, 2), (1, 1), (3, 2), (3, 3)),
     ("windows_stride2_grouped", 2, 8, 6, 2, (9, 12), (3, 3), (2, 2), (1, 1), (1, 0), (1, 1)),
     ("windows_stride2_4x4", 1, 4, 3, 1, (10, 11), (4, 4), (2, 2), (1, 1), (1, 1), (2, 1)),
+    ("windows_stride2_pad_past_row", 1, 3, 4, 1, (6, 5), (3, 3), (2, 2), (1, 1), (2, 3), (3, 4)),  # zero rows
     # one input channel, unpadded (an STFT): windows read in place as B^T rows, few columns (dot products)
     ("stft", 2, 1, 9, 1, (70,), (16,), (8,), (1,), (0,), (0,)),
     ("stft_uneven", 1, 1, 5, 1, (37,), (9,), (4,), (1,), (0,), (0,)),
@@ -678,6 +679,6 @@ def test_conv_path_choice(shape, windows):
     g = ConvGeometry(n=1, c=c, m=m, group=1, inp=[1, size, size], out=[1, out, out], k=[1, k, k], stride=[1, 1, 1],
                      dil=[1, 1, 1], pad=[0, pad, pad])
     assert g.by_windows() is windows
-    g.stride = [1, 2, 2]  # stride 2: phase planes for 5x5 and larger kernels
-    assert g.by_windows() is (k >= 5)
+    g.stride = [1, 2, 2]  # stride 2: phase planes for 3x3 and larger kernels
+    assert g.by_windows() is (k >= 3)
     assert g.band_scratch(3) == c * 4 * (3 + (k - 1) // 2) * (out + (k - 1) // 2) + m * (2 * (out + (k - 1) // 2) + out)

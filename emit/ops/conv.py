@@ -26,8 +26,9 @@ MIN_POSITIONS = 16
 # im2col's cost per row segment it copies (an output row of one tap of one input channel) in multiply-adds of the
 # GEMM's time: ~5 ns a segment, ~0.02 ns a product with AVX-512 (lenet's 6->16 5x5 on 10x10: 1.6x faster by windows)
 IM2COL_SEGMENT_PRODUCTS = 200
-# stride-2 windows (phase planes) from this kernel size: 5x5 and 7x7 1.05-1.35x faster than im2col, 3x3 0.85-1.05x
-PHASE_MIN_KERNEL = 5
+# stride-2 windows (phase planes) from this kernel size: 3x3 1.03-1.5x faster than im2col, 7x7 1.2-1.4x; 1x1 ones
+# (im2col a plain subsampling, a quarter of the planes' copy) 0.9x
+PHASE_MIN_KERNEL = 3
 # Winograd bands: tiles per band (the GEMMs' columns) and the scratch they may take (elements): wider bands ran
 # 5-15% faster with AVX-512 (128 x 128 channels on 28x28: 196 tiles 1.28 ms, 98 1.38, 56 1.49), the same under V8
 WINOGRAD_COLUMNS = 384
