@@ -37,7 +37,7 @@ def _mark(ok: bool) -> str:
 
 
 def _ratio(r: float | None, target: float) -> str:
-    return "–" if r is None else f"**{r:.3g}** {_mark(r <= target)}"
+    return "–" if r is None else f"**{r:.3f}** {_mark(r <= target)}"  # 3 decimals: 1.002 must not read as 1
 
 
 def _err(res: Result, key: str) -> str:
@@ -147,8 +147,8 @@ def markdown(results: list[Result], meta: dict[str, Any], chart_name: str) -> st
         "",
         "## Issue 5 targets in this run",
         "",
-        f"- native ≤ {NATIVE_TARGET:g}× onnxruntime: " + _misses(results, lambda r: r.ratio("native"), NATIVE_TARGET, "{:.3g}×"),
-        f"- wasm ≤ {WASM_TARGET:g}× onnxruntime-web: " + _misses(results, lambda r: r.ratio("wasm"), WASM_TARGET, "{:.3g}×"),
+        f"- native ≤ {NATIVE_TARGET:g}× onnxruntime: " + _misses(results, lambda r: r.ratio("native"), NATIVE_TARGET, "{:.3f}×"),
+        f"- wasm ≤ {WASM_TARGET:g}× onnxruntime-web: " + _misses(results, lambda r: r.ratio("wasm"), WASM_TARGET, "{:.3f}×"),
         f"- .wasm code ≤ {CODE_TARGET / 1000:g} kB: "
         + _misses(results, lambda r: r.sizes.get("code"), CODE_TARGET, "{:,} B"),
         f"- arena ≤ {ARENA_TARGET:g}× lower bound: " + _misses(results, _arena_ratio, ARENA_TARGET, "{:.3f}×"),
@@ -233,7 +233,7 @@ def write_chart(results: list[Result], path: Path, meta: dict[str, Any]) -> None
         # bars start at the axis' left edge: on a log axis a bar from 0 cannot be drawn
         ax.barh(y, [v - lo for v in x], height=h, left=lo, color=color, label=label)
         for yy, v in zip(y, x):
-            ax.text(v * 1.04, yy, f"{v:.3g}", va="center", fontsize=8)
+            ax.text(v * 1.04, yy, f"{v:.3f}", va="center", fontsize=8)
         for yy, v in zip(ys, vs):
             if not v:
                 ax.text(lo * 1.05, yy + off, "not measured", va="center", fontsize=7, color="grey")
