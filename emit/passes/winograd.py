@@ -63,10 +63,9 @@ def winograd_weights(w: np.ndarray, packed: bool) -> np.ndarray:
     """w (m, c, 3, 3) -> U: (16 * m, c), or (16 * row groups, c, PACK_ROWS) packed per U[xi]."""
     m, c = w.shape[:2]
     u = np.einsum("ik,mckl,jl->ijmc", G, w.astype(np.float64), G).reshape(16, m, c).astype(np.float32)
-    if not packed:
-        return np.ascontiguousarray(u.reshape(16 * m, c))
-    groups = [pack_rows(u[xi], 1, PACK_ROWS) for xi in range(16)]
-    return np.ascontiguousarray(np.concatenate(groups, axis=0))
+    u = u.reshape(16 * m, c)
+    # packed: each U[xi] is a group of pack_rows, so it gets its own row groups, as a grouped conv's weight does
+    return pack_rows(u, 16, PACK_ROWS) if packed else np.ascontiguousarray(u)
 
 
 def winograd_convs(prog: Program, packed: bool = False) -> Program:
