@@ -86,6 +86,7 @@ class Buffer:
     storage: str = ARENA
     data: np.ndarray | None = None  # weights only
     view_of: str | None = None  # views only: the buffer whose memory this reuses
+    view_at: int = 0  # views only: where in view_of's memory this one starts, in bytes (a Concat input, a Split output)
     offset: int = 0  # arena offset, set by plan_memory
     cname: str = ""  # C identifier, set by the emitter
 
@@ -179,6 +180,19 @@ class Program:
         while buf.view_of is not None:
             buf = self.buffers[buf.view_of]
         return buf
+
+    def lies_at(self, name: str, of: str, at: int) -> bool:
+        """`name`'s memory is `at` bytes into `of`'s (a view of part of it, maybe through other views): its data is
+        there already and a lowering copies none."""
+        return self.root(name) is self.root(of) and self.root_at(name) == self.root_at(of) + at
+
+    def root_at(self, name: str) -> int:
+        """Where `name`'s memory starts in its root's, in bytes (0 but for views into part of a buffer)."""
+        buf, at = self.buffers[name], 0
+        while buf.view_of is not None:
+            at += buf.view_at
+            buf = self.buffers[buf.view_of]
+        return at
 
     def weight_value(self, name: str) -> np.ndarray | None:
         """The constant value of `name`, if it is a weight with data."""

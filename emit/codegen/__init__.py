@@ -11,7 +11,7 @@ import jinja2
 import numpy as np
 
 from .. import __version__
-from ..ir import ARENA, Program
+from ..ir import ARENA, VIEW, Program
 from ..ops.custom import custom_ops_used, write_custom_sources
 from ..resources import runtime_c
 from .storage import DTYPE_CODES, WeightLayout, blob_bytes, manifest_entry, plan_weight_storage
@@ -102,10 +102,12 @@ def runtime_files(prog: Program, layout: WeightLayout, threads: int = 1) -> list
 
 
 def _locals(prog: Program) -> list[str]:
+    """A pointer into the arena per buffer placed there, and per view into part of one (a Concat's input, a Split's
+    output: at its place inside the root's memory)."""
     return [
-        f"{b.ctype} *{b.cname} = ({b.ctype} *)(mem + {b.offset});"
+        f"{b.ctype} *{b.cname} = ({b.ctype} *)(mem + {prog.root(b.name).offset + prog.root_at(b.name)});"
         for b in prog.buffers.values()
-        if b.storage == ARENA
+        if b.storage == ARENA or (b.storage == VIEW and prog.root_at(b.name) and prog.root(b.name).storage == ARENA)
     ]
 
 

@@ -50,10 +50,10 @@ def assign_cnames(prog: Program) -> dict[str, str]:
             names[b.name] = unique(f"out_{san}")
         elif b.storage == WEIGHT:
             names[b.name] = unique(f"w{k}_{san}") + ".v"
-        elif b.storage != VIEW:
-            names[b.name] = unique(f"t{k}_{san}")
+        elif b.storage != VIEW or prog.root_at(b.name):
+            names[b.name] = unique(f"t{k}_{san}")  # a view into part of a buffer: a pointer of its own
     for b in prog.buffers.values():
-        if b.storage == VIEW:
+        if b.storage == VIEW and not prog.root_at(b.name):
             names[b.name] = names[prog.root(b.name).name]
     return names
 

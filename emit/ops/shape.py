@@ -124,6 +124,11 @@ def copy_region(ctx: Lowering, x: Buffer, y: Buffer, shape, dst_start, src_start
     )
 
 
+def _offset(b: Buffer, index) -> int:
+    """Bytes from b's start to the element at `index`."""
+    return sum(a * s for a, s in zip(index, strides(b.shape))) * b.dtype.itemsize
+
+
 def fill(y: Buffer, ptr: str, value: str) -> str:
     """Every element of y set to the C expression `value` (memset for a zero literal)."""
     if y.size == 0:
@@ -242,9 +247,10 @@ def lower_concat(ctx: Lowering) -> None:
         if not ctx.has_input(i):
             continue
         x = ctx.input(i)
-        if x.size:
-            start = [0] * len(y.shape)
-            start[axis] = at
+        start = [0] * len(y.shape)
+        start[axis] = at
+        # an input that is a view of its block of y was written there by its producer (passes/views.py)
+        if x.size and not ctx.prog.lies_at(x.name, y.name, _offset(y, start)):
             ctx.emit(copy_region(ctx, x, y, x.shape, start, [0] * len(x.shape)))
         at += x.shape[axis] if x.shape else 0
     if at != (y.shape[axis] if y.shape else 0):
@@ -265,7 +271,8 @@ def lower_split(ctx: Lowering) -> None:
         y = ctx.output(k)
         start = [0] * len(x.shape)
         start[axis] = at
-        ctx.emit(copy_region(ctx, x, y, y.shape, [0] * len(y.shape), start))
+        if not ctx.prog.lies_at(y.name, x.name, _offset(x, start)):  # else read in place (passes/views.py)
+            ctx.emit(copy_region(ctx, x, y, y.shape, [0] * len(y.shape), start))
         at += y.shape[axis]
     if at > x.shape[axis]:
         ctx.fail(f"the outputs take {at} along axis {axis}, the input has {x.shape[axis]}")
