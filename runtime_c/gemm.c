@@ -264,6 +264,7 @@ EK_INLINE ek_sv ek_svsigmoid(ek_sv v)
 #ifndef EK_IN_PLACE_M
 #define EK_IN_PLACE_M 128
 #endif
+#define EK_PREFETCH_PANELS 2 /* how far ahead (in panels of EK_NR columns) C's lines are prefetched: 2 beat 1 */
 #define EK_DOTS_BT (EK_SVL * 256) /* elements of a transposed small B on the stack (4-16 KiB) */
 
 /* min(max(t, 0), 1): HardSigmoid of t = a * v + b; HardSwish is v times that of v / 6 + 0.5 (inlined, so that act's
@@ -968,6 +969,17 @@ static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *
 #endif
                         for (i = 0; i < EK_MR; ++i)
                             rows[i] = A + (i < mr ? i1 + i : i1 + mr - 1) * ars + k0 * acs;
+#if EK_WIDE_TILES
+                    /* the tile's rows of C two panels on, fetched for writing now: a conv's output (megabytes, cold
+                     * in cache) was stalling every tile's stores; 1.1-1.6x on such layers, nothing when C is hot */
+                    if (first && j0 + (EK_PREFETCH_PANELS + 1) * EK_NR <= N)
+                        for (i = 0; i < mr; ++i) {
+                            const EK_T *ahead = C + (i1 + i) * ldc + j0 + EK_PREFETCH_PANELS * EK_NR;
+                            size_t line;
+                            for (line = 0; line < EK_NR * sizeof(EK_T); line += 64)
+                                __builtin_prefetch((const char *)ahead + line, 1, 3);
+                        }
+#endif
                     EK_FN(block)(kc, rows, acs, ap, direct ? src->B + j0 : bp, direct ? boff : NULL, C + i1 * ldc + j0,
                                  ldc, mr, nr, first, last, alpha, beta, bias ? bias + i1 * bias_rs + j0 * bias_cs : bias,
                                  bias_rs, bias_cs, act, act_a, act_b);
