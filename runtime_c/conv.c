@@ -509,8 +509,14 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
                 }
             }
         EK_FN(gemm_conv)(mg, np, K, w, d->packed, band, 0, &win, bias, out, np, act, act_a, act_b);
-        for (m = 0; m < mg; ++m)
+        for (m = 0; m < mg; ++m) {
+            if (m + 2 < mg) { /* the band's rows of y two channels on, cold in cache: 10-15% of a stem conv's time */
+                const char *ahead = (const char *)(y + (m + 2) * OH * OW + oh0 * OW);
+                size_t line;
+                for (line = 0; line < bh * OW * sizeof(EK_T); line += 64) EK_PREFETCH_WRITE(ahead + line);
+            }
             for (r = 0; r < bh; ++r) memcpy(y + m * OH * OW + (oh0 + r) * OW, out + m * np + r * PW, OW * sizeof(EK_T));
+        }
     }
 }
 

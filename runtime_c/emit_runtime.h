@@ -9,6 +9,14 @@
 #include <stdint.h>
 
 /* ---- activation epilogues (emit/passes/fuse_act.py), applied as a kernel stores its result ---- */
+/* a hint to fetch the cache line at p for writing (kernels writing megabytes of output that is cold in cache ask for
+ * it a little ahead of their stores); nothing where the compiler has no such builtin */
+#if defined(__GNUC__) || defined(__clang__)
+#define EK_PREFETCH_WRITE(p) __builtin_prefetch((p), 1, 3)
+#else
+#define EK_PREFETCH_WRITE(p) ((void)(p))
+#endif
+
 #define EK_ACT_NONE 0
 #define EK_ACT_RELU 1        /* x < 0 ? 0 : x */
 #define EK_ACT_CLIP 2        /* min(max(x, a), b) */

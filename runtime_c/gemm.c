@@ -977,7 +977,7 @@ static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *
                             const EK_T *ahead = C + (i1 + i) * ldc + j0 + EK_PREFETCH_PANELS * EK_NR;
                             size_t line;
                             for (line = 0; line < EK_NR * sizeof(EK_T); line += 64)
-                                __builtin_prefetch((const char *)ahead + line, 1, 3);
+                                EK_PREFETCH_WRITE((const char *)ahead + line);
                         }
 #endif
                     EK_FN(block)(kc, rows, acs, ap, direct ? src->B + j0 : bp, direct ? boff : NULL, C + i1 * ldc + j0,

@@ -670,6 +670,7 @@ def test_sconv_transpose_vs_numpy(rt, case, tile):
     ((16, 32, 40, 40, 3, 1), True),    # rows 8x longer than the padding: windows whatever the panels
     ((8, 8, 9, 5, 3, 1), True),
     ((16, 32, 4, 3, 3, 1), False),     # 9 outputs: im2col's columns are few enough for dot products
+    ((512, 512, 14, 7, 3, 1), True),   # resnet50's 7x7 (stride 2: im2col, the padded 8th column of every row costs)
 ])
 def test_conv_path_choice(shape, windows):
     """The exporter's choice between im2col and windows (ConvGeometry.by_windows), which conv.c follows."""
@@ -679,6 +680,6 @@ def test_conv_path_choice(shape, windows):
     g = ConvGeometry(n=1, c=c, m=m, group=1, inp=[1, size, size], out=[1, out, out], k=[1, k, k], stride=[1, 1, 1],
                      dil=[1, 1, 1], pad=[0, pad, pad])
     assert g.by_windows() is windows
-    g.stride = [1, 2, 2]  # stride 2: phase planes for 3x3 and larger kernels
-    assert g.by_windows() is (k >= 3)
+    g.stride = [1, 2, 2]  # stride 2: phase planes for 3x3 and larger kernels, on rows of 8 outputs per padded column
+    assert g.by_windows() is (k >= 3 and out >= 8 * ((k - 1) // 2))
     assert g.band_scratch(3) == c * 4 * (3 + (k - 1) // 2) * (out + (k - 1) // 2) + m * (2 * (out + (k - 1) // 2) + out)

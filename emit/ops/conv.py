@@ -86,8 +86,8 @@ class ConvGeometry:
                 and self.k[0] == 1 and self.pad[0] == 0 and (stride1 or self.phases())
                 and self.pad[1] >= 0 and self.pad[2] >= 0):
             return False
-        if not stride1:  # stride 2: the phase planes' copy is K*K/4 times smaller than im2col's
-            return min(self.k[1], self.k[2]) >= PHASE_MIN_KERNEL
+        if not stride1:
+            return phase_windows(self.k[1], self.k[2], self.out[2])
         rows, cols, extra = self.out[1], self.out[2], (self.k[2] - 1) * self.dil[2]
         if cols >= 8 * extra:
             return True
@@ -114,6 +114,13 @@ class ConvGeometry:
         return self.c // self.group * planes * rows_in * row + self.m // self.group * ((rows - 1) * row + self.out[2])
 
 
+def phase_windows(kh: int, kw: int, out_cols: int) -> bool:
+    """Whether a stride-2 undilated convolution runs by windows of phase planes rather than im2col (their copy is
+    K*K/4 times smaller): from PHASE_MIN_KERNEL, on rows of 8 outputs or more per padded column ((kw - 1) / 2 of them
+    per row): on 7x7 outputs the 8th column of every row made resnet50's 512-channel 3x3 conv 1.16x slower than im2col."""
+    return min(kh, kw) >= PHASE_MIN_KERNEL and out_cols >= 8 * ((kw - 1) // 2)
+
+
 def _pad3(v: list[int], fill: int) -> list[int]:
     return [fill] * (3 - len(v)) + [int(x) for x in v]
 
@@ -129,6 +136,18 @@ def _tile(rows: int, pixels: int) -> int:
     tile = -(-pixels // chunks)  # the same work in each chunk, no short tail
     rounded = -(-tile // TILE_STEP) * TILE_STEP
     return max(1, min(pixels, rounded if rounded <= cap else tile))
+
+
+def _band_rows(g: ConvGeometry) -> int:
+    """Output rows per band of the windows path: the padded input band and the band's outputs within IM2COL_BUDGET,
+    but, as im2col's chunks, MIN_TILE output positions at least (every band reads all of the weights again: resnet50's
+    512-channel 3x3 stride-2 conv on 7x7 outputs in bands of 6 and 1 rows read its 9 MB twice, 1.25x slower), within
+    HARD_BUDGET; bands of equal height."""
+    per_row = max(1, g.band_scratch(2) - g.band_scratch(1))
+    rows = max(IM2COL_BUDGET // per_row, -(-MIN_TILE // max(1, g.out[2])))
+    rows = max(1, min(g.out[1], rows, HARD_BUDGET // per_row))
+    bands = -(-g.out[1] // rows)
+    return -(-g.out[1] // bands)
 
 
 def _winograd_rows(g: ConvGeometry) -> int:
@@ -213,8 +232,7 @@ def _emit_conv(ctx: Lowering, transpose: bool) -> None:
         elements = g.winograd_scratch(g.tile)
     elif g.by_windows():
         g.windows = True
-        # output rows per band: the padded input band and the band's outputs within the im2col budget
-        g.tile = max(1, min(g.out[1], IM2COL_BUDGET // max(1, g.band_scratch(2) - g.band_scratch(1))))
+        g.tile = _band_rows(g)
         elements = g.band_scratch(g.tile)
     else:
         g.tile = _tile(cg * g.kk, int(np.prod(g.out)))
