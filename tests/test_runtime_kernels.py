@@ -671,6 +671,8 @@ def test_sconv_transpose_vs_numpy(rt, case, tile):
     ((8, 8, 9, 5, 3, 1), True),
     ((16, 32, 4, 3, 3, 1), False),     # 9 outputs: im2col's columns are few enough for dot products
     ((512, 512, 14, 7, 3, 1), True),   # resnet50's 7x7 (stride 2: im2col, the padded 8th column of every row costs)
+    ((3, 64, 224, 112, 3, 1), True),   # squeezenet's stem (stride 2: im2col, 64 outputs per position to copy, 27 taps)
+    ((3, 32, 112, 56, 3, 1), True),    # mobilenet's (stride 2: phase planes)
 ])
 def test_conv_path_choice(shape, windows):
     """The exporter's choice between im2col and windows (ConvGeometry.by_windows), which conv.c follows."""
@@ -681,5 +683,5 @@ def test_conv_path_choice(shape, windows):
                      dil=[1, 1, 1], pad=[0, pad, pad])
     assert g.by_windows() is windows
     g.stride = [1, 2, 2]  # stride 2: phase planes for 3x3 and larger kernels, on rows of 8 outputs per padded column
-    assert g.by_windows() is (k >= 3 and out >= 8 * ((k - 1) // 2))
+    assert g.by_windows() is (k >= 3 and out >= 8 * ((k - 1) // 2) and m < 2 * c * k * k)
     assert g.band_scratch(3) == c * 4 * (3 + (k - 1) // 2) * (out + (k - 1) // 2) + m * (2 * (out + (k - 1) // 2) + out)

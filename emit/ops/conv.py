@@ -87,7 +87,7 @@ class ConvGeometry:
                 and self.pad[1] >= 0 and self.pad[2] >= 0):
             return False
         if not stride1:
-            return phase_windows(self.k[1], self.k[2], self.out[2])
+            return phase_windows(self.k[1], self.k[2], self.out[2], self.c // self.group, self.m // self.group)
         rows, cols, extra = self.out[1], self.out[2], (self.k[2] - 1) * self.dil[2]
         if cols >= 8 * extra:
             return True
@@ -114,11 +114,14 @@ class ConvGeometry:
         return self.c // self.group * planes * rows_in * row + self.m // self.group * ((rows - 1) * row + self.out[2])
 
 
-def phase_windows(kh: int, kw: int, out_cols: int) -> bool:
-    """Whether a stride-2 undilated convolution runs by windows of phase planes rather than im2col (their copy is
-    K*K/4 times smaller): from PHASE_MIN_KERNEL, on rows of 8 outputs or more per padded column ((kw - 1) / 2 of them
-    per row): on 7x7 outputs the 8th column of every row made resnet50's 512-channel 3x3 conv 1.16x slower than im2col."""
-    return min(kh, kw) >= PHASE_MIN_KERNEL and out_cols >= 8 * ((kw - 1) // 2)
+def phase_windows(kh: int, kw: int, out_cols: int, cg: int, mg: int) -> bool:
+    """Whether a stride-2 undilated convolution (cg input, mg output channels per group) runs by windows of phase planes
+    rather than im2col (their copy is K*K/4 times smaller): from PHASE_MIN_KERNEL, on rows of 8 outputs or more per
+    padded column ((kw - 1) / 2 of them per row: on 7x7 outputs the 8th column of every row made resnet50's 512-channel
+    3x3 conv 1.16x slower than im2col), and with fewer than 2 * cg * kh * kw output channels: the planes' band is
+    computed into scratch and copied to y, mg values per output position, where im2col copies cg * kh * kw and its GEMM
+    writes y itself (squeezenet's 3 -> 64 stem 1.12x faster by im2col; mobilenet's 3 -> 32, nudenet's 3 -> 16 by planes)."""
+    return min(kh, kw) >= PHASE_MIN_KERNEL and out_cols >= 8 * ((kw - 1) // 2) and mg < 2 * cg * kh * kw
 
 
 def _pad3(v: list[int], fill: int) -> list[int]:

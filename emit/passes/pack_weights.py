@@ -62,13 +62,14 @@ def _few_columns(n: Node, w: np.ndarray, out: tuple, positions: int) -> bool:
     """Whether the conv's products have FEW_POSITIONS columns: its output positions, or by windows of a padded band
     (a 2-D kernel), those plus the padded columns between rows ((kw - 1) * dilation each, conv.c's band row; stride 2
     where ops/conv.py's phase_windows takes them: (kw - 1) / 2)."""
-    cols = positions
+    cols, group = positions, int(n.attrs.get("group", 1))
     if len(out) >= 4 and w.shape[-1] > 1:
         dil = int((n.attrs.get("dilations") or [1])[-1])
         stride = [int(s) for s in n.attrs.get("strides") or [1, 1]]
         if stride == [1, 1]:
             cols += (int(out[-2]) - 1) * (int(w.shape[-1]) - 1) * dil
-        elif stride == [2, 2] and dil == 1 and phase_windows(int(w.shape[-2]), int(w.shape[-1]), int(out[-1])):
+        elif stride == [2, 2] and dil == 1 and phase_windows(int(w.shape[-2]), int(w.shape[-1]), int(out[-1]),
+                                                             int(w.shape[1]), int(w.shape[0]) // group):
             cols += (int(out[-2]) - 1) * ((int(w.shape[-1]) - 1) // 2)
     return FEW_POSITIONS[0] <= positions and cols <= FEW_POSITIONS[1]
 
