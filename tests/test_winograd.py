@@ -53,6 +53,8 @@ def _conv_node(**attrs) -> Node:
 @pytest.mark.parametrize("c, m, side, attrs, wasm, native", [
     (32, 8, 4, {}, True, False),  # wasm from 32 input channels; native needs more outputs and channels
     (16, 64, 28, {}, False, False),
+    (16, 64, 55, {}, False, True),  # native: 16 input channels for 64+ outputs on 32x32+ (squeezenet's expand)
+    (16, 32, 55, {}, False, False),
     (32, 64, 3, {}, False, False),  # outputs too few
     (32, 32, 16, {}, True, True),  # native: 32 x 32 from 16x16 outputs
     (32, 64, 15, {}, True, False),

@@ -8,7 +8,8 @@ short K (input channels) and few rows (output channels) lose what the products s
 outputs. Where that happens depends on the build (measured: Winograd's time against the faster of windows and
 im2col): under V8 (wasm's 4x4 tile without FMA) 32 input channels suffice (1.1-2.2x faster; 16: 1.0-1.4x); with
 AVX-512's register tiles, 32+ input and output channels from 16x16 outputs (1.1-1.7x), 48+ input channels from 8x8
-(1.1-1.6x; 32: 0.9-1.0x), and smaller outputs only for 65536+ channel pairs (512 x 512 on 7x7: 1.7x; 64 x 64: 0.8x).
+(1.1-1.6x; 32: 0.9-1.0x), and smaller outputs only for 65536+ channel pairs (512 x 512 on 7x7: 1.7x; 64 x 64: 0.8x);
+16 input channels for 64+ outputs on 32x32+ (1.2x).
 The weights grow by 16/9 (their storage, not the arena).
 """
 
@@ -27,6 +28,9 @@ PACKED_MIN_OUTPUTS = 32
 PACKED_ANY_SIDE = 16  # from here on, MIN_CHANNELS
 PACKED_MID_SIDE, PACKED_MID_CHANNELS = 8, 48  # from 8x8 outputs, 48 input channels
 PACKED_SMALL_PAIRS = 65536  # below 8x8, input x output channels
+# and 16+ input channels where the outputs are many: 64+ output channels on 32x32+ (squeezenet's 16 -> 64 expand on
+# 55x55: 1.2x since the register tile's K = 16 products run in registers)
+PACKED_WIDE_CHANNELS, PACKED_WIDE_OUTPUTS, PACKED_WIDE_SIDE = 16, 64, 32
 
 # F(2x2, 3x3)'s filter transform (Lavin & Gray): U = G g G^T
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -46,6 +50,8 @@ def takes_winograd(n: Node, w: np.ndarray, out: tuple, packed: bool) -> bool:
     if any(int(p) < 0 for p in n.attrs.get("pads") or [0] * 4):
         return False
     m, c, side = int(w.shape[0]), int(w.shape[1]), min(int(out[2]), int(out[3]))
+    if packed and c >= PACKED_WIDE_CHANNELS and m >= PACKED_WIDE_OUTPUTS and side >= PACKED_WIDE_SIDE:
+        return True
     if c < MIN_CHANNELS or m < MIN_OUTPUTS or side < MIN_SIDE:
         return False
     if not packed:
