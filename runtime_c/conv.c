@@ -4,7 +4,8 @@
  * Conv: one whose weights the exporter stored in Winograd's form (d->winograd) runs F(2x2, 3x3): input tile
  * transforms, 16 GEMMs, output tile transforms. A 1x1 stride-1 unpadded convolution is one GEMM per (image, group); a
  * depthwise one (one input channel per group) runs on bands of padded rows copied to the stack (flat sums over the
- * band, stride 2 split into phase planes) or, for rows wider than 160, row by row; a stride-1 2-D one with rows long
+ * band; 3x3 stride 2 in AVX builds straight from the rows, tap vectors unzipped in registers; other stride 2 split into
+ * phase planes) or, for rows wider than 160, row by row; a stride-1 2-D one with rows long
  * enough (or a stride-2 one, split in 4 phase planes) runs the GEMM on shifted windows of a padded band of input rows
  * in the caller's scratch (d->tile output rows per band); any other is im2col of d->tile output pixels at a time into
  * the caller's scratch, then GEMM with the bias + activation epilogue. ConvTranspose: GEMM W^T X for d->tile input
@@ -229,6 +230,22 @@ static void EK_FN(padded_row)(EK_T *row, size_t len, const EK_T *xr, size_t pad,
     if (xr && c0 < c1) memcpy(row + c0, xr + (c0 - pad), (c1 - c0) * sizeof(EK_T));
 }
 
+/* even[j], odd[j] = columns 2j, 2j + 1 of a padded row of len (<= 2 * ws) columns, input row xr (NULL: a row of the
+ * padding) at its columns [c0, c1) (column c is xr[c - pad]): a stride-2 depthwise band's row split in its column
+ * phases. Only the padding is zeroed (a memset of both whole rows before the copies cost 17% of a 56 -> 28 layer). */
+static void EK_FN(phase_split)(EK_T *even, EK_T *odd, size_t ws, const EK_T *xr, size_t pad, size_t c0, size_t c1)
+{
+    const size_t e0 = xr ? (c0 + 1) / 2 : ws, e1 = xr ? (c1 + 1) / 2 : ws; /* the pixels' [e0, e1) of even */
+    const size_t o0 = xr ? c0 / 2 : ws, o1 = xr ? c1 / 2 : ws;             /* and [o0, o1) of odd */
+    size_t j;
+    for (j = 0; j < e0; ++j) even[j] = 0;
+    for (j = 0; j < o0; ++j) odd[j] = 0;
+    for (j = e0; j < e1; ++j) even[j] = xr[2 * j - pad]; /* loops over the output index, so they vectorise */
+    for (j = o0; j < o1; ++j) odd[j] = xr[2 * j + 1 - pad];
+    for (j = e1; j < ws; ++j) even[j] = 0;
+    for (j = o1; j < ws; ++j) odd[j] = 0;
+}
+
 #ifndef EK_DW_BAND /* elements of each of the two stack buffers of the banded path: padded input rows, outputs */
 #if defined(__arm__) && !defined(__aarch64__)
 #define EK_DW_BAND 512 /* 32-bit Arm (Cortex-M): keep the stack frame at 4 KiB */
@@ -266,8 +283,9 @@ static void EK_FN(padded_row)(EK_T *row, size_t len, const EK_T *xr, size_t pad,
 
 /* A 2-D plane, square kernel up to 7x7, stride 1 or 2 (or 2 down the rows and 1 along them), no dilation, by bands
  * of output rows: the input rows a band reads are copied once with their zero padding, then every output is KxK
- * multiply-adds with no bounds checks (stride 1 along rows: gemm.c's dw_rows, in vectors). Returns 0 when the case
- * does not apply (or a padded row is too long for the buffers). */
+ * multiply-adds with no bounds checks (stride 1 along rows: gemm.c's dw_rows, in vectors; 3x3 stride 2 with rows of
+ * a vector or more: gemm.c's dw_rows_s2). Returns 0 when the case does not apply (or a padded row is too long for the
+ * buffers). */
 static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
                             EK_T act_a, EK_T act_b)
 {
@@ -277,19 +295,28 @@ static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w,
     const size_t WS = (PW + 1) / 2;     /* stride 2: a row of one column phase */
     const size_t pw = (size_t)d->pad[2];
     EK_T xp[EK_DW_BAND], yp[EK_DW_BAND];
-    size_t band, oh0, r, c, c0, c1, oh, q, nq, kh, kw, hs = 0;
-    int phases, direct = 0;
+    size_t band, oh0, r, c0, c1, oh, q, nq, kh, kw, hs = 0;
+    int phases, s2, direct = 0;
     if (d->k[0] != 1 || d->k[1] != K || K > 7 || d->dil[1] != 1 || d->dil[2] != 1 || (SH != S && S != 1) ||
         (SH != 1 && SH != 2) || K * PW > EK_DW_BAND || d->pad[0] != 0 || d->pad[1] < 0 || d->pad[2] < 0)
         return 0;
-    /* stride 2 with rows of 24 outputs or more: split into phase planes (EK_DW_PHASES); on shorter rows the extra
-     * copy loops cost more than the stride-2 grid's wasted outputs (measured on 14x14 and 7x7 outputs) */
-    phases = S == 2 && OW >= 24 && EK_DW_BAND / (4 * WS) >= K / 2 + 1;
+    /* 3x3 stride 2 in builds with vector unzips: the padded rows straight (one element of xp to spare): 56 -> 28
+     * 1.4x faster than the phase planes, whose short strided copies cost more than the taps. Other stride 2 with rows
+     * of 24 outputs or more: split into phase planes (EK_DW_PHASES); on shorter rows the extra copy loops cost more
+     * than the stride-2 grid's wasted outputs (measured on 14x14 and 7x7 outputs) */
+    s2 = K == 3 && S == 2 && SH == 2 && EK_FN(dw_s2_width)() && OW >= EK_FN(dw_s2_width)() &&
+         (EK_DW_BAND - 1) / PW >= K;
+    phases = !s2 && S == 2 && OW >= 24 && EK_DW_BAND / (4 * WS) >= K / 2 + 1;
     if (phases)
         band = EK_DW_BAND / (4 * WS) - K / 2; /* the 4 phase planes of band + K/2 rows fit xp */
     else
-        band = (EK_DW_BAND / PW - K) / SH + 1; /* output rows whose (band-1)*SH+K input rows fit xp; yp fits too */
+        band = ((EK_DW_BAND - s2) / PW - K) / SH + 1; /* output rows whose (band-1)*SH+K input rows fit xp */
     ek_conv_padded_cols(pw, IW, PW, &c0, &c1);
+    if (!phases) { /* the padding columns zeroed once: the rows' copies below leave them be (a memset of each short
+                    * row before its copy cost up to 15% of a layer) */
+        const size_t bh = OH < band ? OH : band;
+        memset(xp, 0, (((bh - 1) * SH + K) * PW + (size_t)s2) * sizeof(EK_T)); /* s2: the element it reads past */
+    }
     for (oh0 = 0; oh0 < OH; oh0 += band) {
         const size_t bh = OH - oh0 < band ? OH - oh0 : band, rows = (bh - 1) * SH + K;
         const size_t lp = phases ? WS : PW; /* the row length of the band's outputs in yp */
@@ -298,19 +325,21 @@ static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w,
             const ptrdiff_t ih = (ptrdiff_t)(oh0 * SH + r) - d->pad[1];
             const EK_T *xr = ih >= 0 && ih < (ptrdiff_t)IH ? x + (size_t)ih * IW : NULL; /* column c: xr[c - pw] */
             if (!phases) {
-                EK_FN(padded_row)(xp + r * PW, PW, xr, pw, c0, c1);
+                if (xr && c0 < c1)
+                    memcpy(xp + r * PW + c0, xr + (c0 - pw), (c1 - c0) * sizeof(EK_T));
+                else /* a row of the padding, where an earlier band may have copied pixels */
+                    memset(xp + r * PW, 0, PW * sizeof(EK_T));
             } else { /* stride 2: the row split into its even and odd columns, in the planes of its row parity */
-                EK_T *even = xp + ((r & 1) * 2 * hs + r / 2) * WS, *odd = even + hs * WS;
-                for (c = 0; c < WS; ++c) even[c] = 0, odd[c] = 0;
-                if (xr) { /* loops over the output index, so they vectorise: column c = 2j (even), 2j+1 (odd) */
-                    for (c = (c0 + 1) / 2; c < (c1 + 1) / 2; ++c) even[c] = xr[2 * c - pw];
-                    for (c = c0 / 2; c < c1 / 2; ++c) odd[c] = xr[2 * c + 1 - pw];
-                }
+                EK_T *even = xp + ((r & 1) * 2 * hs + r / 2) * WS;
+                EK_FN(phase_split)(even, even + hs * WS, WS, xr, pw, c0, c1);
             }
         }
         nq = (bh - 1) * lp + OW;
         if (S == 1) { /* straight into y, or into yp for the copy below */
             direct = EK_FN(dw_rows)(xp, PW, SH, w, K, b, y + oh0 * OW, OW, yp, bh, OW);
+        } else if (s2) {
+            EK_FN(dw_rows_s2)(xp, PW, w, b, y + oh0 * OW, OW, bh, OW);
+            direct = 1;
         } else {
             switch (phases ? K : K * 4 + S) { /* constant K and S in the common cases */
             case 3: EK_DW_PHASES(3); break;
@@ -362,8 +391,9 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
     ek_conv_padded_cols(pw, IW, PW, &cb, &ce);
     for (c0 = 0; c0 < C; c0 += L) {
         const size_t nl = C - c0 < L ? C - c0 : L; /* lanes past the last channel: zeros, not stored */
-        for (t = 0; t < kk; ++t)
-            for (l = 0; l < L; ++l) wl[t * L + l] = l < nl ? w[(c0 + l) * kk + t] : (EK_T)0;
+        for (t = 0; nl < L && t < kk * L; ++t) wl[t] = 0; /* the lanes past the last channel */
+        /* channel c0 + l's taps into lane l; rows read past their kk taps while they stay inside w */
+        EK_FN(dw_interleave)(wl, w + c0 * kk, kk, nl, kk, C - c0 >= L ? (C - c0 - L) * kk : 0);
         for (l = 0; l < L; ++l) bl[l] = l < nl && bias ? bias[c0 + l] : (EK_T)0;
         for (oh0 = 0; oh0 < OH; oh0 += band) {
             const size_t bh = OH - oh0 < band ? OH - oh0 : band, rows = (bh - 1) * SH + K;
@@ -372,20 +402,23 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
             const ptrdiff_t ih0 = (ptrdiff_t)(oh0 * SH) - d->pad[1];
             const size_t r0 = ih0 < 0 ? (size_t)-ih0 : 0;
             const size_t r1 = ih0 + (ptrdiff_t)rows > (ptrdiff_t)IH ? (size_t)((ptrdiff_t)IH - ih0) : rows;
-            for (t = 0; t < rows * PW * L; ++t) xp[t] = 0;
             if (r1 > r0 && ce > cb) {
                 for (t = 0; nl < L && t < (r1 - r0) * IW * L; ++t) st[t] = 0; /* the lanes past the last channel */
                 EK_FN(dw_interleave)(st, x + c0 * IH * IW + (size_t)(ih0 + (ptrdiff_t)r0) * IW, IH * IW, nl,
-                                     (r1 - r0) * IW);
-                for (r = r0; r < r1; ++r)
+                                     (r1 - r0) * IW, 0);
+                /* only the padding zeroed around the copies: the rows above and below, each row's edges */
+                for (t = 0; t < (r0 * PW + cb) * L; ++t) xp[t] = 0;
+                for (r = r0; r < r1; ++r) {
+                    const size_t z0 = (r * PW + ce) * L, z1 = r + 1 < r1 ? ((r + 1) * PW + cb) * L : rows * PW * L;
                     memcpy(xp + (r * PW + cb) * L, st + ((r - r0) * IW + cb - pw) * L, (ce - cb) * L * sizeof(EK_T));
+                    for (t = z0; t < z1; ++t) xp[t] = 0; /* this row's end, the next one's start or the rows below */
+                }
+            } else {
+                for (t = 0; t < rows * PW * L; ++t) xp[t] = 0;
             }
             EK_FN(dw_lanes)(xp, PW, SH, SW, wl, K, bl, st, bh, OW);
             EK_FN(act)(st, bh * OW * L, act, act_a, act_b); /* one call for the lanes, not one per channel */
-            for (l = 0; l < nl; ++l) {
-                EK_T *yc = y + ((c0 + l) * OH + oh0) * OW;
-                for (t = 0; t < bh * OW; ++t) yc[t] = st[t * L + l];
-            }
+            EK_FN(dw_deinterleave)(y + (c0 * OH + oh0) * OW, OH * OW, st, nl, bh * OW);
         }
     }
     return 1;

@@ -98,6 +98,14 @@ int ek_sdw_rows(const float *xp, size_t pw, size_t sh, const float *w, size_t k,
 int ek_ddw_rows(const double *xp, size_t pw, size_t sh, const double *w, size_t k, double b, double *y, size_t ly,
                 double *yp, size_t nr, size_t nc);
 
+/* A 3x3 depthwise convolution of stride 2 both ways: y[r * ly + c] = b + the sum over kh, kw < 3 of w[kh * 3 + kw] *
+ * xp[(2r + kh) * pw + 2c + kw], for r < nr and c < nc, where nc >= ek_sdw_s2_width() (0: builds without it, which
+ * must not call it). Reads columns up to 2nc + 1 of each row: one element past the last row when pw = 2nc + 1. */
+size_t ek_sdw_s2_width(void);
+void ek_sdw_rows_s2(const float *xp, size_t pw, const float *w, float b, float *y, size_t ly, size_t nr, size_t nc);
+size_t ek_ddw_s2_width(void);
+void ek_ddw_rows_s2(const double *xp, size_t pw, const double *w, double b, double *y, size_t ly, size_t nr,
+                    size_t nc);
 /* A depthwise convolution's taps for ek_sdw_lane_count() channels at once (conv.c's path for small planes), each
  * element of xp, w, b and yo a vector of lanes, lane l the block's channel l: with L lanes, yo[(r * nc + c) * L + l]
  * = b[l] + the sum over kh, kw < k of w[(kh * k + kw) * L + l] * xp[((r * sh + kh) * pw + c * sw + kw) * L + l], for
@@ -110,9 +118,13 @@ size_t ek_ddw_lane_count(void);
 void ek_ddw_lanes(const double *xp, size_t pw, size_t sh, size_t sw, const double *w, size_t k, const double *b,
                   double *yo, size_t nr, size_t nc);
 /* dst[c * L + l] = src[l * ld + c] for l < nl <= L, c < n, L = ek_sdw_lane_count(): nl rows interleaved into lanes,
- * for ek_sdw_lanes (whole blocks of a vector's worth of rows and columns transposed in registers) */
-void ek_sdw_interleave(float *dst, const float *src, size_t ld, size_t nl, size_t n);
-void ek_ddw_interleave(double *dst, const double *src, size_t ld, size_t nl, size_t n);
+ * for ek_sdw_lanes (whole blocks of a vector's worth of rows and columns transposed in registers); each row may be
+ * read up to `past` elements beyond its n */
+void ek_sdw_interleave(float *dst, const float *src, size_t ld, size_t nl, size_t n, size_t past);
+void ek_ddw_interleave(double *dst, const double *src, size_t ld, size_t nl, size_t n, size_t past);
+/* the inverse: dst[l * ld + c] = src[c * L + l] for l < nl <= L, c < n (ek_sdw_lanes' outputs back to planes) */
+void ek_sdw_deinterleave(float *dst, size_t ld, const float *src, size_t nl, size_t n);
+void ek_ddw_deinterleave(double *dst, size_t ld, const double *src, size_t nl, size_t n);
 
 /* ---- conv.c (needs gemm.c) ---- */
 

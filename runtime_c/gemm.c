@@ -312,6 +312,17 @@ static size_t EK_FN(next_vector)(size_t c, size_t n, size_t vl)
     return c + 2 * vl <= n ? c + vl : (c + vl < n ? n - vl : n);
 }
 
+/* the vectors of outputs at column c of RB (4 or 1) rows ly apart */
+EK_INLINE void EK_FN(dw_store)(EK_T *yr, size_t ly, size_t c, size_t RB, EK_V a0, EK_V a1, EK_V a2, EK_V a3)
+{
+    memcpy(yr + c, &a0, sizeof a0);
+    if (RB == 4) {
+        memcpy(yr + ly + c, &a1, sizeof a1);
+        memcpy(yr + 2 * ly + c, &a2, sizeof a2);
+        memcpy(yr + 3 * ly + c, &a3, sizeof a3);
+    }
+}
+
 /* 4 output rows (sh input rows apart) x one vector of outputs from column c (RB 4), or 1 row: each input vector is
  * loaded once for every output row that reads it (a load per multiply-add was the limit: unaligned vector loads),
  * in four independent chains. KC and sh are constants at each call site. AVX builds: under V8 the plain loops below,
@@ -332,12 +343,7 @@ EK_INLINE void EK_FN(dw_block)(const EK_T *xr, size_t pw, size_t sh, const EK_T 
                 if (j >= 3 * sh && j - 3 * sh < KC) a3 += w[(j - 3 * sh) * KC + kw] * x;
             }
         }
-    memcpy(yr + c, &a0, sizeof a0);
-    if (RB == 4) {
-        memcpy(yr + ly + c, &a1, sizeof a1);
-        memcpy(yr + 2 * ly + c, &a2, sizeof a2);
-        memcpy(yr + 3 * ly + c, &a3, sizeof a3);
-    }
+    EK_FN(dw_store)(yr, ly, c, RB, a0, a1, a2, a3);
 }
 #endif
 
@@ -414,6 +420,72 @@ int EK_FN(dw_rows)(const EK_T *xp, size_t pw, size_t sh, const EK_T *w, size_t k
 #endif
 #endif
 
+#if EK_WIDE_TILES && defined(EK_Q8) /* float AVX builds: a stride-2 3x3 depthwise convolution's rows straight */
+#if EK_SVL == 16
+#define EK_UNZIP_EVEN(a, b) EK_SHUFFLE2(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define EK_UNZIP_ODD(a, b) EK_SHUFFLE2(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#else
+#define EK_UNZIP_EVEN(a, b) EK_SHUFFLE2(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define EK_UNZIP_ODD(a, b) EK_SHUFFLE2(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#endif
+
+/* RB (4 or 1) output rows x one vector of outputs from column c of a 3x3 stride-2 depthwise convolution over padded
+ * rows xr (pw apart): each input row's three tap vectors (columns 2c + 2i + kw) are unzipped from two pairs of loads
+ * once and feed the one or two output rows that read it. In place of splitting the band into phase planes first,
+ * whose short strided copies cost more than the taps. */
+EK_INLINE void EK_FN(dw_block_s2)(const EK_T *xr, size_t pw, const EK_T *w, size_t RB, EK_T b, EK_T *yr, size_t ly,
+                                  size_t c)
+{
+    const EK_V z = EK_VZERO;
+    EK_V a0 = z + b, a1 = a0, a2 = a0, a3 = a0, lo, hi, t0, t1, t2;
+    size_t j;
+    EK_UNROLL
+    for (j = 0; j < 2 * RB + 1; ++j) { /* input row j feeds output row i through kernel row j - 2i */
+        const EK_T *p = xr + j * pw + 2 * c;
+        memcpy(&lo, p, sizeof lo);
+        memcpy(&hi, p + EK_VL, sizeof hi);
+        t0 = EK_UNZIP_EVEN(lo, hi);
+        t1 = EK_UNZIP_ODD(lo, hi);
+        memcpy(&lo, p + 2, sizeof lo);
+        memcpy(&hi, p + 2 + EK_VL, sizeof hi);
+        t2 = EK_UNZIP_EVEN(lo, hi);
+#define EK_S2_TAPS(acc, kh) (acc += w[(kh) * 3] * t0 + w[(kh) * 3 + 1] * t1 + w[(kh) * 3 + 2] * t2)
+        if (j < 3) EK_S2_TAPS(a0, j);
+        if (RB == 4) {
+            if (j >= 2 && j < 5) EK_S2_TAPS(a1, j - 2);
+            if (j >= 4 && j < 7) EK_S2_TAPS(a2, j - 4);
+            if (j >= 6) EK_S2_TAPS(a3, j - 6);
+        }
+#undef EK_S2_TAPS
+    }
+    EK_FN(dw_store)(yr, ly, c, RB, a0, a1, a2, a3);
+}
+#endif
+
+size_t EK_FN(dw_s2_width)(void)
+{
+#if EK_WIDE_TILES && defined(EK_Q8)
+    return EK_VL;
+#else
+    return 0;
+#endif
+}
+
+void EK_FN(dw_rows_s2)(const EK_T *xp, size_t pw, const EK_T *w, EK_T b, EK_T *y, size_t ly, size_t nr, size_t nc)
+{
+#if EK_WIDE_TILES && defined(EK_Q8)
+    size_t r0 = 0, c;
+    for (; r0 + 4 <= nr; r0 += 4)
+        for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))
+            EK_FN(dw_block_s2)(xp + r0 * 2 * pw, pw, w, 4, b, y + r0 * ly, ly, c);
+    for (; r0 < nr; ++r0)
+        for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))
+            EK_FN(dw_block_s2)(xp + r0 * 2 * pw, pw, w, 1, b, y + r0 * ly, ly, c);
+#else
+    (void)xp, (void)pw, (void)w, (void)b, (void)y, (void)ly, (void)nr, (void)nc;
+#endif
+}
+
 #if EK_VEC
 #define EK_DW_LANES EK_VL /* channels per vector in the depthwise lanes path */
 #else
@@ -425,30 +497,64 @@ size_t EK_FN(dw_lane_count)(void)
     return EK_DW_LANES;
 }
 
-void EK_FN(dw_interleave)(EK_T *dst, const EK_T *src, size_t ld, size_t nl, size_t n)
+#if EK_VEC && defined(EK_Q8)
+/* the EK_VL x EK_VL block rows a[] transposed in registers by log2(EK_VL) rounds of zips (row i and row i + EK_VL/2
+ * into rows 2i and 2i + 1); returns the array that holds the result (a or b) */
+static EK_V *EK_FN(transpose_block)(EK_V *a, EK_V *b)
+{
+    size_t i, r, step;
+    for (step = 1, r = 0; step < EK_VL; step *= 2, ++r) {
+        EK_V *in = r % 2 ? b : a, *out = r % 2 ? a : b;
+        for (i = 0; i < EK_VL / 2; ++i) {
+            out[2 * i] = EK_ZIP_LO(in[i], in[i + EK_VL / 2]);
+            out[2 * i + 1] = EK_ZIP_HI(in[i], in[i + EK_VL / 2]);
+        }
+    }
+    return r % 2 ? b : a;
+}
+#endif
+
+void EK_FN(dw_interleave)(EK_T *dst, const EK_T *src, size_t ld, size_t nl, size_t n, size_t past)
 {
     size_t c = 0, l;
 #if EK_VEC && defined(EK_Q8)
-    /* blocks of EK_VL columns of all lanes: the EK_VL x EK_VL block transposed by log2(EK_VL) rounds of zips (row i
-     * and row i + EK_VL/2 into rows 2i and 2i + 1) */
-    size_t i, r, step;
-    for (; nl == EK_VL && c + EK_VL <= n; c += EK_VL) {
-        EK_V a[EK_VL], b[EK_VL];
+    /* blocks of EK_VL columns of all lanes, transposed in registers; a last partial block where the rows can be read
+     * past their end (a depthwise kernel's 9 taps: one block, not a gather of 9 x EK_VL scalars) */
+    size_t i;
+    for (; nl == EK_VL && c < n && c + EK_VL <= n + past; c += EK_VL) {
+        EK_V a[EK_VL], b[EK_VL], *t;
         for (i = 0; i < EK_VL; ++i) memcpy(&a[i], src + i * ld + c, sizeof a[i]);
-        for (step = 1, r = 0; step < EK_VL; step *= 2, ++r) {
-            EK_V *in = r % 2 ? b : a, *out = r % 2 ? a : b;
-            for (i = 0; i < EK_VL / 2; ++i) {
-                out[2 * i] = EK_ZIP_LO(in[i], in[i + EK_VL / 2]);
-                out[2 * i + 1] = EK_ZIP_HI(in[i], in[i + EK_VL / 2]);
-            }
-        }
-        for (i = 0; i < EK_VL; ++i) memcpy(dst + (c + i) * EK_VL, r % 2 ? &b[i] : &a[i], sizeof a[i]);
+        t = EK_FN(transpose_block)(a, b);
+        for (i = 0; i < EK_VL && c + i < n; ++i) memcpy(dst + (c + i) * EK_VL, &t[i], sizeof t[i]);
     }
+    if (c > n) c = n;
+#else
+    (void)past;
 #endif
     for (l = 0; l < nl; ++l) {
         const EK_T *s = src + l * ld;
         size_t j;
         for (j = c; j < n; ++j) dst[j * EK_DW_LANES + l] = s[j];
+    }
+}
+
+void EK_FN(dw_deinterleave)(EK_T *dst, size_t ld, const EK_T *src, size_t nl, size_t n)
+{
+    size_t c = 0, l;
+#if EK_VEC && defined(EK_Q8)
+    /* the inverse, the same block transposes (a strided gather per lane cost a third of a 7x7 layer) */
+    size_t i;
+    for (; nl == EK_VL && c + EK_VL <= n; c += EK_VL) {
+        EK_V a[EK_VL], b[EK_VL], *t;
+        for (i = 0; i < EK_VL; ++i) memcpy(&a[i], src + (c + i) * EK_VL, sizeof a[i]);
+        t = EK_FN(transpose_block)(a, b);
+        for (i = 0; i < EK_VL; ++i) memcpy(dst + i * ld + c, &t[i], sizeof t[i]);
+    }
+#endif
+    for (l = 0; l < nl; ++l) {
+        EK_T *d = dst + l * ld;
+        size_t j;
+        for (j = c; j < n; ++j) d[j] = src[j * EK_DW_LANES + l];
     }
 }
 #undef EK_DW_LANES

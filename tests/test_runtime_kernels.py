@@ -391,6 +391,10 @@ CONVS = [
     # stride 2 with rows of >= 24 outputs: split into 4 phase planes (row and column parity), odd and even padding
     ("depthwise_phases_3x3", 1, 3, 3, 3, (50, 61), (3, 3), (2, 2), (1, 1), (1, 0), (0, 1)),
     ("depthwise_phases_4x4", 1, 2, 2, 2, (30, 60), (4, 4), (2, 2), (1, 1), (1, 2), (2, 1)),
+    # 3x3 stride 2 in AVX builds: padded rows straight, three tap vectors unzipped from each (rows of a vector or more)
+    ("depthwise_s2_rows_3x3", 1, 5, 5, 5, (9, 40), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s2_unpadded_odd", 1, 3, 3, 3, (11, 37), (3, 3), (2, 2), (1, 1), (0, 0), (0, 0)),
+    ("depthwise_s2_bands", 1, 2, 2, 2, (40, 300), (3, 3), (2, 2), (1, 1), (1, 1), (1, 0)),  # bands of 6 rows
     # rows of 16 outputs or fewer: a vector's worth of channels at a time, interleaved on the stack (dw_by_lanes): more
     # channels than lanes with some left over, bands of rows, 7x7; rows of 17-23 at stride 2 stay on the banded path
     ("depthwise_lanes_channels", 2, 37, 37, 37, (14, 14), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
