@@ -1,6 +1,7 @@
 """Pooling: MaxPool (with Indices), AveragePool, LpPool, their Global forms, and MaxUnpool.
 Generated loops with literal sizes: one window loop per output pixel, bounds checked per axis, except 2-D
-MaxPool without Indices, which runs as row maxima then column maxima in loops that vectorise."""
+MaxPool without Indices, which runs in loops that vectorise: row maxima then column maxima where that saves compares
+(large kernels), else the maxima down each output row's window rows then across them."""
 
 from __future__ import annotations
 
@@ -56,10 +57,13 @@ def _pool(ctx: Lowering, kind: str) -> None:
     # separable when it saves compares: rows then columns cost IH*OW*KW + OH*OW*KH, windows OH*OW*KH*KW (a 3x3
     # stride-2 pool does the same work both ways, and the window loop was faster there: no scratch pass)
     separable_cost = ins[0] * outs[1] * kernel[1] + outs[0] * outs[1] * kernel[0] if nsp == 2 else 0
-    if kind == "max" and nsp == 2 and not ctx.has_output(1) and dil == [1, 1] and \
-            4 * separable_cost < 3 * sout * kernel[0] * kernel[1]:
-        ctx.emit(_indent(_max_pool_separable(ctx, dt, planes, ins, outs, kernel, st, begin)))
-        return
+    if kind == "max" and nsp == 2 and not ctx.has_output(1) and dil == [1, 1]:
+        if 4 * separable_cost < 3 * sout * kernel[0] * kernel[1]:
+            ctx.emit(_indent(_max_pool_separable(ctx, dt, planes, ins, outs, kernel, st, begin)))
+            return
+        if not ctx.attr("__window_loop__"):  # (passes/pool_loops.py: narrow rows of a native build keep the loop)
+            ctx.emit(_indent(_max_pool_columns_first(ctx, dt, planes, ins, outs, kernel, st, begin)))
+            return
     in_st = strides(tuple(ins))
     with_index = kind == "max" and ctx.has_output(1)
     count_pad = kind == "avg" and bool(ctx.attr("count_include_pad", 0))
@@ -160,10 +164,7 @@ def _max_pool_separable(ctx: Lowering, dt: np.dtype, planes: int, ins: list[int]
     x, y = ctx.input(0), ctx.output(0)
     ct = y.ctype
     tmp = ctx.scratch(ih_n * ow_n * dt.itemsize, dt)
-    # outputs whose window has an in-bounds column / row: the union of the taps' ranges
-    col_taps = [_tap_range(ow_n, iw_n, sw, k - pw) for k in range(kw_n)]
-    c_lo = min((lo for lo, hi in col_taps if hi > lo), default=0)
-    c_hi = max((hi for lo, hi in col_taps if hi > lo), default=0)
+    col_taps, c_lo, c_hi = _column_taps(ow_n, iw_n, kw_n, sw, pw)
     lines = [f"for (size_t nc = 0; nc < {planes}; ++nc) {{",
              f"const {ct} *xp = {ctx.ptr(x)} + nc * {ih_n * iw_n};",
              f"{ct} *yp = {ctx.ptr(y)} + nc * {oh_n * ow_n};",
@@ -185,19 +186,10 @@ def _max_pool_separable(ctx: Lowering, dt: np.dtype, planes: int, ins: list[int]
             lines.append("t[ow] = v > t[ow] ? v : t[ow];")
             lines.append("}")
     lines.append("}")
-    # the window's input rows [r0, r1), in unsigned arithmetic on the padded row index oh*sh (gcc 12 -fwrapv, which
-    # Python's cffi builds pass, vectorised a signed version of this loop wrongly)
     lines += [f"for (size_t oh = 0; oh < {oh_n}; ++oh) {{",
               f"{ct} *out = yp + oh * {ow_n};",
-              f"const size_t top = oh * {sh}, r0 = {f'top < {ph} ? 0 : top - {ph}' if ph else 'top'};",
-              f"const size_t end = {f'top + {kh_n} <= {ph} ? 0 : top + {kh_n} - {ph}' if ph else f'top + {kh_n}'};",
-              f"const size_t r1 = end < {ih_n} ? end : {ih_n};",
+              *_window_rows(ih_n, ow_n, kh_n, sh, ph),
               f"const {ct} *t = {tmp} + r0 * {ow_n};",
-              "size_t r, ow;",
-              "if (r0 >= r1) {",
-              f"for (ow = 0; ow < {ow_n}; ++ow) out[ow] = 0;",
-              "continue;",
-              "}",
               f"for (ow = 0; ow < {ow_n}; ++ow) out[ow] = t[ow];",
               "for (r = r0 + 1; r < r1; ++r) {",
               f"t += {ow_n};",
@@ -205,6 +197,81 @@ def _max_pool_separable(ctx: Lowering, dt: np.dtype, planes: int, ins: list[int]
               "}",
               "}",
               "}"]
+    return lines
+
+
+def _column_taps(ow_n: int, iw_n: int, kw_n: int, sw: int, pw: int) -> tuple[list[tuple[int, int]], int, int]:
+    """Each tap column's output range, and [c_lo, c_hi): the outputs whose window has an in-bounds column."""
+    col_taps = [_tap_range(ow_n, iw_n, sw, k - pw) for k in range(kw_n)]
+    c_lo = min((lo for lo, hi in col_taps if hi > lo), default=0)
+    c_hi = max((hi for lo, hi in col_taps if hi > lo), default=0)
+    return col_taps, c_lo, c_hi
+
+
+def _window_rows(ih_n: int, ow_n: int, kh_n: int, sh: int, ph: int) -> list[str]:
+    """C for output row oh's window rows [r0, r1) of the input, or a row of zeros and `continue` when the window is
+    wholly in the padding; declares r and ow. Unsigned arithmetic on the padded row index oh*sh (gcc 12 -fwrapv,
+    which Python's cffi builds pass, vectorised a signed version of the loop after it wrongly)."""
+    return [f"const size_t top = oh * {sh}, r0 = {f'top < {ph} ? 0 : top - {ph}' if ph else 'top'};",
+            f"const size_t end = {f'top + {kh_n} <= {ph} ? 0 : top + {kh_n} - {ph}' if ph else f'top + {kh_n}'};",
+            f"const size_t r1 = end < {ih_n} ? end : {ih_n};",
+            "size_t r, ow;",
+            "if (r0 >= r1) {",
+            f"for (ow = 0; ow < {ow_n}; ++ow) out[ow] = 0;",
+            "continue;",
+            "}"]
+
+
+def _max_pool_columns_first(ctx: Lowering, dt: np.dtype, planes: int, ins: list[int], outs: list[int],
+                            kernel: list[int], st: list[int], begin: list[int]) -> list[str]:
+    """2-D MaxPool without Indices, where taking rows' maxima first saves nothing (3x3 or 2x2, stride 2): per output
+    row, the maxima down its window's input rows over the whole row width (contiguous loops that vectorise), then
+    each output's maximum of its window's columns of those, the outputs whose window is inside the row in one loop
+    of literal offsets. One window at a time, with each tap's bounds checked and its position kept, ran 3-4x slower
+    than onnxruntime's in wasm. Each window starts from its first in-bounds element and takes any greater one, as
+    the separable path (a NaN at that element is kept); a window wholly in the padding gives 0."""
+    (ih_n, iw_n), (oh_n, ow_n), (kh_n, kw_n), (sh, sw), (ph, pw) = ins, outs, kernel, st, begin
+    x, y = ctx.input(0), ctx.output(0)
+    ct = y.ctype
+    tmp = ctx.scratch(iw_n * dt.itemsize, dt)
+    col_taps, c_lo, c_hi = _column_taps(ow_n, iw_n, kw_n, sw, pw)
+    # [i_lo, i_hi): the outputs all of whose taps are in the row; the others check each tap
+    i_lo = max(lo for lo, _hi in col_taps)
+    i_hi = min(hi for _lo, hi in col_taps)
+    lines = [f"for (size_t nc = 0; nc < {planes}; ++nc) {{",
+             f"const {ct} *xp = {ctx.ptr(x)} + nc * {ih_n * iw_n};",
+             f"{ct} *yp = {ctx.ptr(y)} + nc * {oh_n * ow_n};",
+             f"{ct} *t = {tmp};",
+             f"for (size_t oh = 0; oh < {oh_n}; ++oh) {{",
+             f"{ct} *out = yp + oh * {ow_n};",
+             *_window_rows(ih_n, ow_n, kh_n, sh, ph),
+             "size_t c;",
+             f"for (c = 0; c < {iw_n}; ++c) t[c] = xp[r0 * {iw_n} + c];",
+             "for (r = r0 + 1; r < r1; ++r) {",
+             f"const {ct} *row = xp + r * {iw_n};",
+             f"for (c = 0; c < {iw_n}; ++c) t[c] = row[c] > t[c] ? row[c] : t[c];",
+             "}"]
+    if c_lo > 0 or c_hi < ow_n:
+        lines.append(f"for (ow = 0; ow < {ow_n}; ++ow) out[ow] = 0;")
+    if i_lo < i_hi:  # the window's first column is ow*sw - pw >= 0 here
+        first = f"ow * {sw} - {pw}" if pw else f"ow * {sw}"
+        lines += [f"for (ow = {i_lo}; ow < {i_hi}; ++ow) {{",
+                  f"const {ct} *v = t + {first};",
+                  f"{ct} m = v[0];"]
+        lines += [f"m = v[{k}] > m ? v[{k}] : m;" for k in range(1, kw_n)]
+        lines += ["out[ow] = m;", "}"]
+    edges = [(c_lo, min(i_lo, c_hi)), (max(i_hi, c_lo, i_lo), c_hi)] if i_lo < i_hi else [(c_lo, c_hi)]
+    for lo, hi in edges:
+        if hi > lo:  # columns [c0, c1) of the window inside the row, in unsigned arithmetic as above
+            lines += [f"for (ow = {lo}; ow < {hi}; ++ow) {{",
+                      f"const size_t left = ow * {sw}, c0 = {f'left < {pw} ? 0 : left - {pw}' if pw else 'left'};",
+                      f"const size_t c_end = {f'left + {kw_n} - {pw}' if pw else f'left + {kw_n}'};",
+                      f"const size_t c1 = c_end < {iw_n} ? c_end : {iw_n};",
+                      f"{ct} m = t[c0];",
+                      "for (c = c0 + 1; c < c1; ++c) m = t[c] > m ? t[c] : m;",
+                      "out[ow] = m;",
+                      "}"]
+    lines += ["}", "}"]
     return lines
 
 

@@ -9,6 +9,7 @@ from .fuse_act import fuse_activations
 from .in_place import share_dying_inputs
 from .pack_weights import pack_conv_weights
 from .plan_memory import plan_memory
+from .pool_loops import window_loop_pools
 from .qdq import qdq_to_integer
 from .schedule import sink_constant_work
 from .simplify import drop_identities, prune
@@ -25,13 +26,15 @@ GRAPH_PASSES = [
 def optimize(prog: Program, pack_weights: bool = False, winograd: bool = False) -> Program:
     """The graph passes; pack_weights (targets whose TOML says so: native, where the AVX register tiles read the
     packed layout by one pointer) also stores Conv weights in the GEMM's layout, and winograd (native, wasm,
-    pyodide) suitable 3x3 ones in Winograd's form, before `prune` drops the old ones."""
+    pyodide) suitable 3x3 ones in Winograd's form, before `prune` drops the old ones; pack_weights also picks the
+    native build's loops for narrow MaxPools."""
     for p in GRAPH_PASSES:
         if p is prune:
             if winograd:
                 prog = winograd_convs(prog, packed=pack_weights)
             if pack_weights:
                 prog = pack_conv_weights(prog)
+                prog = window_loop_pools(prog)
         prog = p(prog)
     return prog
 
