@@ -1003,9 +1003,21 @@ static void EK_FN(b_rows)(size_t *boff, const EK_FN(bsrc) *s, size_t k0, size_t 
 
 #ifdef EK_Q8
 /* bp = the panel of op(B) dequantised: (float)Bq * scale (per output column, per k, or one) */
-static void ek_spack_b_q8(float *bp, const ek_sbsrc *s, size_t k0, size_t kc, size_t j0, size_t nr)
+EK_NOINLINE void ek_spack_b_q8(float *bp, const ek_sbsrc *s, size_t k0, size_t kc, size_t j0, size_t nr)
 {
     size_t k, j;
+    if (!s->transB && s->sns == 1 && s->sks == 0 && nr == EK_NR) {
+        /* a whole panel, one scale per column (a MatMul's per-channel weights): the scales held, loops of constant
+         * length that vectorise (the general loop below cost a third of the products in a wasm build) */
+        float sc[EK_NR];
+        memcpy(sc, s->scale + j0, sizeof sc);
+        for (k = 0; k < kc; ++k) {
+            const int8_t *src = s->Bq + (k0 + k) * s->ldb + j0;
+            float *dst = bp + k * EK_NR;
+            for (j = 0; j < EK_NR; ++j) dst[j] = (float)src[j] * sc[j];
+        }
+        return;
+    }
     for (k = 0; k < kc; ++k) {
         float *dst = bp + k * EK_NR;
         const float *sk = s->scale + (k0 + k) * s->sks + j0 * s->sns;
