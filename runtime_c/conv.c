@@ -4,8 +4,9 @@
  * Conv: one whose weights the exporter stored in Winograd's form (d->winograd) runs F(2x2, 3x3): input tile
  * transforms, 16 GEMMs, output tile transforms. A 1x1 stride-1 unpadded convolution is one GEMM per (image, group); a
  * depthwise one (one input channel per group) runs on bands of padded rows copied to the stack (flat sums over the
- * band; 3x3 stride 2 in AVX builds straight from the rows, tap vectors unzipped in registers; other stride 2 split into
- * phase planes) or, for rows wider than 160, row by row; a stride-1 2-D one with rows long
+ * band; 3x3 stride 2 in AVX builds straight from the rows, tap vectors unzipped in registers, read in place from x
+ * when padded by 1; other stride 2 split into phase planes) or, for rows wider than 160, row by row; a stride-1 2-D
+ * one with rows long
  * enough (or a stride-2 one, split in 4 phase planes) runs the GEMM on shifted windows of a padded band of input rows
  * in the caller's scratch (d->tile output rows per band); any other is im2col of d->tile output pixels at a time into
  * the caller's scratch, then GEMM with the bias + activation epilogue. ConvTranspose: GEMM W^T X for d->tile input
@@ -424,6 +425,52 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
     return 1;
 }
 
+#ifndef EK_DW_S2_MAX_OW /* the widest output row read in place (its first row's padded input rows are on the stack) */
+#if defined(__arm__) && !defined(__aarch64__)
+#define EK_DW_S2_MAX_OW 8 /* 32-bit Arm (Cortex-M): no AVX path to take, keep the frame small */
+#else
+#define EK_DW_S2_MAX_OW 160
+#endif
+#endif
+
+/* A 3x3 stride-2 depthwise plane padded by 1 at the top and left in AVX builds, read in place: the outputs whose taps
+ * are all inside the plane by gemm.c's dw_rows_s2 straight from x's rows (no band copied, no padding zeroed: those were
+ * 40% of a 56 -> 28 layer), the first row from 3 padded rows on the stack, the first and last column of the others
+ * one at a time. Returns 0 when the case does not apply: the interior must be a vector wide and the last output row
+ * must not reach below the plane. */
+static int EK_FN(dw_s2_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
+                                 EK_T act_a, EK_T act_b)
+{
+    const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], PW = 2 * OW + 1;
+    const size_t vl = EK_FN(dw_s2_width)();
+    EK_T top[3 * (2 * EK_DW_S2_MAX_OW + 1) + 1]; /* row 0's 3 padded input rows (+1: dw_rows_s2 reads one past) */
+    size_t oh, kh, c;
+    if (!vl || d->k[0] != 1 || d->k[1] != 3 || d->k[2] != 3 || d->stride[1] != 2 || d->stride[2] != 2 ||
+        d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] != 1 || d->pad[2] != 1 || OW < vl + 2 ||
+        OW > EK_DW_S2_MAX_OW || 2 * OW > IW + 1 || 2 * OH > IH || IH < 2)
+        return 0;
+    /* rows 1 .. OH-1 read input rows 2oh-1 .. 2oh+1 <= IH-1; columns 1 .. OW-2 read 2ow-1 .. 2ow+1, and dw_rows_s2's
+     * loads reach column 2(OW-2)+2 = 2OW-2 <= IW-1 */
+    EK_FN(dw_rows_s2)(x + IW + 1, IW, w, b, y + OW + 1, OW, OH - 1, OW - 2);
+    for (oh = 1; oh < OH; ++oh) {
+        const EK_T *r = x + (2 * oh - 1) * IW;
+        const size_t cl = 2 * OW - 3; /* the last output's first column; its third, cl + 2, may be the padding */
+        EK_T first = b, last = b;
+        for (kh = 0; kh < 3; ++kh, r += IW) {
+            first += w[kh * 3 + 1] * r[0] + w[kh * 3 + 2] * r[1];
+            last += w[kh * 3] * r[cl] + w[kh * 3 + 1] * r[cl + 1] + (cl + 2 < IW ? w[kh * 3 + 2] * r[cl + 2] : 0);
+        }
+        y[oh * OW] = first, y[oh * OW + OW - 1] = last;
+    }
+    /* row 0: a row of padding, then input rows 0 and 1, each with a zero column in front (and at the end) */
+    for (c = 0; c < 3 * PW + 1; ++c) top[c] = 0;
+    for (kh = 1; kh < 3; ++kh)
+        for (c = 0; c < PW - 1 && c < IW; ++c) top[kh * PW + 1 + c] = x[(kh - 1) * IW + c];
+    EK_FN(dw_rows_s2)(top, PW, w, b, y, OW, 1, OW);
+    EK_FN(act)(y, OH * OW, act, act_a, act_b);
+    return 1;
+}
+
 /* one output channel of a depthwise convolution: y (out plane) from x (one input plane), w (k).
  * Row by row: an output row stays in L1 while every tap of the kernel adds into it. */
 static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
@@ -439,6 +486,7 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
     size_t in_lo = 0, in_hi = 0; /* outputs whose KW taps are all inside the row, for dw_row (KW 3 or 5, stride 1 or 2) */
     const int by_rows = (KW == 3 || KW == 5) && (SW == 1 || SW == 2);
     /* wider rows (224, 320) measured no faster banded: the plane streams from memory either way */
+    if (EK_FN(dw_s2_in_place)(d, x, w, b, y, act, act_a, act_b)) return;
     if (OW <= 160 && EK_FN(dw_banded)(d, x, w, b, y, act, act_a, act_b)) return;
     for (kw = 0; kw < KW && kw < 16; ++kw)
         ek_conv_range(OW, IW, SW, (ptrdiff_t)(kw * d->dil[2]) - d->pad[2], &lo[kw], &hi[kw]);

@@ -395,6 +395,10 @@ CONVS = [
     ("depthwise_s2_rows_3x3", 1, 5, 5, 5, (9, 40), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
     ("depthwise_s2_unpadded_odd", 1, 3, 3, 3, (11, 37), (3, 3), (2, 2), (1, 1), (0, 0), (0, 0)),
     ("depthwise_s2_bands", 1, 2, 2, 2, (40, 300), (3, 3), (2, 2), (1, 1), (1, 1), (1, 0)),  # bands of 6 rows
+    # ... and read in place where the padding is 1 at the top and left and the last row stays inside the plane
+    ("depthwise_s2_in_place", 2, 4, 4, 4, (12, 40), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s2_in_place_last_column_padded", 1, 3, 3, 3, (10, 39), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s2_in_place_no_end_pad", 1, 17, 17, 17, (12, 40), (3, 3), (2, 2), (1, 1), (1, 1), (0, 0)),
     # rows of 16 outputs or fewer: a vector's worth of channels at a time, interleaved on the stack (dw_by_lanes): more
     # channels than lanes with some left over, bands of rows, 7x7; rows of 17-23 at stride 2 stay on the banded path
     ("depthwise_lanes_channels", 2, 37, 37, 37, (14, 14), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
