@@ -444,6 +444,7 @@ static int EK_FN(dw_s2_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_
     const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], PW = 2 * OW + 1;
     const size_t vl = EK_FN(dw_s2_width)();
     EK_T top[3 * (2 * EK_DW_S2_MAX_OW + 1) + 1]; /* row 0's 3 padded input rows (+1: dw_rows_s2 reads one past) */
+    const size_t cl = 2 * OW - 3; /* the last output's first column; its third, cl + 2, may be the padding */
     size_t oh, kh, c;
     if (!vl || d->k[0] != 1 || d->k[1] != 3 || d->k[2] != 3 || d->stride[1] != 2 || d->stride[2] != 2 ||
         d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] != 1 || d->pad[2] != 1 || OW < vl + 2 ||
@@ -454,7 +455,6 @@ static int EK_FN(dw_s2_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_
     EK_FN(dw_rows_s2)(x + IW + 1, IW, w, b, y + OW + 1, OW, OH - 1, OW - 2);
     for (oh = 1; oh < OH; ++oh) {
         const EK_T *r = x + (2 * oh - 1) * IW;
-        const size_t cl = 2 * OW - 3; /* the last output's first column; its third, cl + 2, may be the padding */
         EK_T first = b, last = b;
         for (kh = 0; kh < 3; ++kh, r += IW) {
             first += w[kh * 3 + 1] * r[0] + w[kh * 3 + 2] * r[1];
@@ -485,8 +485,8 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
                             * (its divisions cost more than a 7-wide row's multiply-adds) */
     size_t in_lo = 0, in_hi = 0; /* outputs whose KW taps are all inside the row, for dw_row (KW 3 or 5, stride 1 or 2) */
     const int by_rows = (KW == 3 || KW == 5) && (SW == 1 || SW == 2);
-    /* wider rows (224, 320) measured no faster banded: the plane streams from memory either way */
     if (EK_FN(dw_s2_in_place)(d, x, w, b, y, act, act_a, act_b)) return;
+    /* wider rows (224, 320) measured no faster banded: the plane streams from memory either way */
     if (OW <= 160 && EK_FN(dw_banded)(d, x, w, b, y, act, act_a, act_b)) return;
     for (kw = 0; kw < KW && kw < 16; ++kw)
         ek_conv_range(OW, IW, SW, (ptrdiff_t)(kw * d->dil[2]) - d->pad[2], &lo[kw], &hi[kw]);
@@ -591,11 +591,8 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
             }
         EK_FN(gemm_conv)(mg, np, K, w, d->packed, band, 0, &win, bias, out, np, act, act_a, act_b);
         for (m = 0; m < mg; ++m) {
-            if (m + 2 < mg) { /* the band's rows of y two channels on, cold in cache: 10-15% of a stem conv's time */
-                const char *ahead = (const char *)(y + (m + 2) * OH * OW + oh0 * OW);
-                size_t line;
-                for (line = 0; line < bh * OW * sizeof(EK_T); line += 64) EK_PREFETCH_WRITE(ahead + line);
-            }
+            if (m + 2 < mg) /* the band's rows of y two channels on, cold in cache: 10-15% of a stem conv's time */
+                EK_PREFETCH_WRITE_BYTES(y + (m + 2) * OH * OW + oh0 * OW, bh * OW * sizeof(EK_T));
             for (r = 0; r < bh; ++r) memcpy(y + m * OH * OW + (oh0 + r) * OW, out + m * np + r * PW, OW * sizeof(EK_T));
         }
     }

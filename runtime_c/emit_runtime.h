@@ -16,6 +16,8 @@
 #else
 #define EK_PREFETCH_WRITE(p) ((void)(p))
 #endif
+/* the cache lines of the n bytes from p, fetched for writing (a macro: this header also goes to cffi's cdef) */
+#define EK_PREFETCH_WRITE_BYTES(p, n) for (size_t ek_b = 0; ek_b < (n); ek_b += 64) EK_PREFETCH_WRITE((const char *)(p) + ek_b)
 
 #define EK_ACT_NONE 0
 #define EK_ACT_RELU 1        /* x < 0 ? 0 : x */

@@ -1098,12 +1098,9 @@ static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *
                     /* the tile's rows of C two panels on, fetched for writing now: a conv's output (megabytes, cold
                      * in cache) was stalling every tile's stores; 1.1-1.6x on such layers, nothing when C is hot */
                     if (first && j0 + (EK_PREFETCH_PANELS + 1) * EK_NR <= N)
-                        for (i = 0; i < mr; ++i) {
-                            const EK_T *ahead = C + (i1 + i) * ldc + j0 + EK_PREFETCH_PANELS * EK_NR;
-                            size_t line;
-                            for (line = 0; line < EK_NR * sizeof(EK_T); line += 64)
-                                EK_PREFETCH_WRITE((const char *)ahead + line);
-                        }
+                        for (i = 0; i < mr; ++i)
+                            EK_PREFETCH_WRITE_BYTES(C + (i1 + i) * ldc + j0 + EK_PREFETCH_PANELS * EK_NR,
+                                              EK_NR * sizeof(EK_T));
 #endif
                     EK_FN(block)(kc, rows, acs, ap, direct ? src->B + j0 : bp, direct ? boff : NULL, C + i1 * ldc + j0,
                                  ldc, mr, nr, first, last, alpha, beta, bias ? bias + i1 * bias_rs + j0 * bias_cs : bias,
