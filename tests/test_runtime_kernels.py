@@ -394,7 +394,7 @@ CONVS = [
     # 3x3 stride 2 in AVX builds: padded rows straight, three tap vectors unzipped from each (rows of a vector or more)
     ("depthwise_s2_rows_3x3", 1, 5, 5, 5, (9, 40), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
     ("depthwise_s2_unpadded_odd", 1, 3, 3, 3, (11, 37), (3, 3), (2, 2), (1, 1), (0, 0), (0, 0)),
-    ("depthwise_s2_bands", 1, 2, 2, 2, (40, 300), (3, 3), (2, 2), (1, 1), (1, 1), (1, 0)),  # bands of 6 rows
+    ("depthwise_s2_bands", 1, 2, 2, 2, (40, 300), (3, 3), (2, 2), (1, 1), (1, 0), (1, 1)),  # bands of 6 rows
     # ... and read in place where the padding is 1 at the top and left and the last row stays inside the plane
     ("depthwise_s2_in_place", 2, 4, 4, 4, (12, 40), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
     ("depthwise_s2_in_place_last_column_padded", 1, 3, 3, 3, (10, 39), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
