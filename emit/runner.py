@@ -94,7 +94,7 @@ class NativeFunction:
         self._ready = [None if st else (dt, s.shape) for s, dt, st in zip(self.inputs, self._in_dtypes, self._in_strings)]
 
     def _new_arena(self):
-        return self._ffi.from_buffer("uint8_t[]", _aligned_bytes(self._arena_bytes, 16))  # keeps the array alive
+        return self._ffi.from_buffer("uint8_t[]", _aligned_bytes(self._arena_bytes, 64))  # keeps the array alive; on a cache line like its offsets
 
     def load_weights(self, weights: str | Path | bytes) -> None:
         """Swap in another model.weights (a path or its bytes) of the same model; EmitError naming the problem."""

@@ -31,6 +31,7 @@ CASES = [
     (dict(kernel_shape=[3, 2], strides=[2, 3], pads=[2, 1, 0, 1]), (8, 10), False),
 ]
 COLUMNS_FIRST = "t[c] = row[c] > t[c] ? row[c] : t[c];"
+WHOLE_WINDOW_ROWS = "t[c] = m;"  # columns first, a window of all its rows in one pass
 
 
 @pytest.mark.parametrize("attrs,hw,separable", CASES, ids=[f"case{i}" for i in range(len(CASES))])
@@ -53,6 +54,7 @@ def test_separable_maxpool_equals_onnxruntime_and_the_window_loop(tmp_path, monk
     code = (tmp_path / "one" / "model.c").read_text()
     assert ("t[ow] = v > t[ow] ? v : t[ow];" in code) == separable
     assert (COLUMNS_FIRST in code) == (not separable and window_width == 0)
+    assert (WHOLE_WINDOW_ROWS in code) == (not separable and window_width == 0)
     got = emit.load(tmp_path / "one").run({"x": x})["y"]
     direct = emit.load(tmp_path / "both").run({"x": x})["y"]
     np.testing.assert_array_equal(got, direct)
@@ -77,4 +79,5 @@ def test_columns_first_maxpool_is_strict_c99(tmp_path, cc):
              helper.make_node("MaxPool", ["b"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)]
     model = make_model(nodes, [tensor("x", [1, 2, 33, 33])], [tensor("y", [1, 2, 4, 4])], opset=12)
     check_strict_c99(model, tmp_path, cc, "pools")
-    assert (tmp_path / "model.c").read_text().count(COLUMNS_FIRST) == 3
+    code = (tmp_path / "model.c").read_text()
+    assert code.count(COLUMNS_FIRST) == 3 and code.count(WHOLE_WINDOW_ROWS) == 3

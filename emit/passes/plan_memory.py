@@ -1,5 +1,6 @@
 """One arena for every intermediate: liveness intervals over the step order, then greedy placement in several
-orders (largest first, lowest offset or tightest gap that overlaps no live neighbour), 16-byte aligned."""
+orders (largest first, lowest offset or tightest gap that overlaps no live neighbour), each on a cache line (64
+bytes), so that the kernels' 64-byte vectors of a tensor do not straddle two lines where the tensor's start lines up."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 
 from ..ir import ARENA, Program, bodies
 
-ALIGN = 16
+ALIGN = 64
 
 
 def _align(n: int) -> int:

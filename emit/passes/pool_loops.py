@@ -5,10 +5,11 @@ from __future__ import annotations
 from ..ir import Program
 
 # native builds (gcc/clang -O3 -march=native, the targets that pack Conv weights): output rows narrower than this keep
-# the one-window-at-a-time loop, which those compilers vectorise; columns first measured 1.1x faster on squeezenet's
-# 54-wide pool but 1.1x and 2.2x slower on its 27- and 13-wide ones. Elsewhere (wasm: 3-6x faster on mtcnn's 23- and
-# 10-wide pools under V8; scalar microcontrollers: fewer compares) columns first always.
-NATIVE_WINDOW_LOOP_WIDTH = 32
+# the one-window-at-a-time loop, which those compilers vectorise; columns first (3x3 stride 2, whole windows' rows in
+# one pass) measured 1.25x, 1.2x and 1.06x faster on 55-, 27- and 19-wide rows, 1.4x and 1.3x slower on 17- and
+# 15-wide ones. Elsewhere (wasm: 3-6x faster on mtcnn's 23- and 10-wide pools under V8; scalar microcontrollers:
+# fewer compares) columns first always.
+NATIVE_WINDOW_LOOP_WIDTH = 18
 
 
 def window_loop_pools(prog: Program) -> Program:
