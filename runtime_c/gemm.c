@@ -1037,6 +1037,95 @@ EK_NOINLINE void ek_spack_b_q8(float *bp, const ek_sbsrc *s, size_t k0, size_t k
 }
 #endif
 
+#undef EK_TAIL_LANES
+#if EK_WIDE_TILES && EK_SVL == 16 && defined(EK_Q8) && EK_PACK_ROWS == 8
+/* float, AVX-512, A packed: a panel's last few columns (tail_cols) with the rows along 8-lane vectors, one packed
+ * row group each, all the columns in one tile, instead of a 16-lane vector per row: the 4 columns left of a 14x14
+ * conv's 196 computed 16 (256 x 196 x 256: 246 -> 233 us), the 9 of 13x13's 169 too (1000 x 169 x 512: 1594 -> 1540) */
+#define EK_TAIL_COLS 12
+#define EK_TAIL_MAX_G 4 /* row groups (of 8) per tile: 4 up to 7 columns, fewer past that (<= 28 accumulators) */
+typedef float ek_s8v __attribute__((vector_size(32)));
+
+EK_INLINE int ek_stail_cols_fit(size_t nr, int apk, float alpha, float beta, const float *bias, size_t bias_cs, int act)
+{
+    return apk && nr <= EK_TAIL_COLS && alpha == 1 && (!bias || (bias_cs == 0 && beta == 1)) &&
+           (act == EK_ACT_NONE || act == EK_ACT_RELU || act == EK_ACT_CLIP); /* as the tiles' epilogue, bit for bit */
+}
+
+/* C's rows [i0, i1) at columns [0, P) (+= if not first) the products of the K block k0.. (kc long) with the packed
+ * panel bp, G row groups at a time; after the last block, + bias[row * bias_rs] and act. P and G are constants in
+ * each call. Each element takes the tiles' operations in their order (one FMA per k, then the bias, then act), so
+ * its value does not depend on whether it fell in a tail. */
+EK_INLINE void ek_stail_tile(size_t kc, size_t K, size_t k0, const float *A, size_t i0, size_t i1, const float *bp,
+                             float *C, size_t ldc, int first, int last, const float *bias, size_t bias_rs, int act,
+                             float act_a, float act_b, size_t P, size_t G)
+{
+    float u[EK_TAIL_COLS * EK_TAIL_MAX_G * 8]; /* u[p * G * 8 + r]: the tile's row r at column p */
+    ek_s8v acc[EK_TAIL_COLS][EK_TAIL_MAX_G];
+    const size_t groups = (i1 + 7) / 8, R = G * 8;
+    size_t i, p, g, k, r;
+    for (i = i0; i < i1; i += R) {
+        const size_t rows = i1 - i < R ? i1 - i : R;
+        const float *a[EK_TAIL_MAX_G], *bk = bp;
+        for (g = 0; g < G; ++g) /* groups past the last repeat it, not stored */
+            a[g] = A + ((i / 8 + g < groups ? i / 8 + g : groups - 1) * K + k0) * 8;
+        for (p = 0; p < P; ++p)
+            for (r = 0; r < R; ++r) u[p * R + r] = !first && r < rows ? C[(i + r) * ldc + p] : 0;
+        for (p = 0; p < P; ++p)
+            for (g = 0; g < G; ++g) memcpy(&acc[p][g], u + p * R + g * 8, sizeof acc[p][g]);
+        for (k = 0; k < kc; ++k, bk += EK_NR) {
+            ek_s8v av[EK_TAIL_MAX_G];
+            for (g = 0; g < G; ++g) memcpy(&av[g], a[g] + k * 8, sizeof av[g]);
+            for (p = 0; p < P; ++p) {
+                const float x = bk[p];
+                for (g = 0; g < G; ++g) acc[p][g] += av[g] * x;
+            }
+        }
+        for (p = 0; p < P; ++p)
+            for (g = 0; g < G; ++g) memcpy(u + p * R + g * 8, &acc[p][g], sizeof acc[p][g]);
+        if (last) {
+            if (bias)
+                for (p = 0; p < P; ++p)
+                    for (r = 0; r < rows; ++r) u[p * R + r] += bias[(i + r) * bias_rs];
+            ek_sact(u, P * R, act, act_a, act_b);
+        }
+        for (r = 0; r < rows; ++r)
+            for (p = 0; p < P; ++p) C[(i + r) * ldc + p] = u[p * R + r];
+    }
+}
+
+/* ek_stail_tile for the panel's nr columns, nr <= EK_TAIL_COLS */
+static void ek_stail_cols(size_t kc, size_t K, size_t k0, const float *A, size_t i0, size_t i1, const float *bp,
+                          size_t nr, float *C, size_t ldc, int first, int last, const float *bias, size_t bias_rs,
+                          int act, float act_a, float act_b)
+{
+#define EK_TAIL_CASE(P, G)                                                                                             \
+    case P:                                                                                                            \
+        ek_stail_tile(kc, K, k0, A, i0, i1, bp, C, ldc, first, last, bias, bias_rs, act, act_a, act_b, P, G);          \
+        break;
+    switch (nr) {
+        EK_TAIL_CASE(1, 4)
+        EK_TAIL_CASE(2, 4)
+        EK_TAIL_CASE(3, 4)
+        EK_TAIL_CASE(4, 4)
+        EK_TAIL_CASE(5, 4)
+        EK_TAIL_CASE(6, 4)
+        EK_TAIL_CASE(7, 4)
+        EK_TAIL_CASE(8, 3)
+        EK_TAIL_CASE(9, 3)
+        EK_TAIL_CASE(10, 2)
+        EK_TAIL_CASE(11, 2)
+        EK_TAIL_CASE(12, 2)
+    default:
+        break;
+    }
+#undef EK_TAIL_CASE
+}
+#define EK_TAIL_LANES 1
+#else
+#define EK_TAIL_LANES 0
+#endif
+
 /* C = act(alpha A op(B) + beta bias) in blocks: K blocks, then up to EK_MC rows of A, then NR-column panels of B,
  * each packed once and used by all those rows (rows past the end repeat the last one and are not stored).
  * A is read through (ars, acs), or, if apk (AVX builds), packed in groups of EK_PACK_ROWS rows (emit_runtime.h) */
@@ -1079,6 +1168,13 @@ static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *
                     for (k = 0; k < kc && !direct; ++k) EK_FN(pack_row)(bp + k * EK_NR, src->B + boff[k] + j0, nr);
                 } else
                     EK_FN(pack_b_trans)(bp, src->B, src->ldb, k0, kc, j0, nr);
+#if EK_TAIL_LANES
+                if (sizeof(EK_T) == 4 && ek_stail_cols_fit(nr, apk, alpha, beta, bias, bias_cs, act)) {
+                    ek_stail_cols(kc, K, k0, (const float *)A, i0, i0end, (const float *)bp, nr, (float *)C + j0, ldc,
+                                  first, last, (const float *)bias, bias_rs, act, act_a, act_b);
+                    continue;
+                }
+#endif
                 for (i1 = i0; i1 < i0end; i1 += EK_MR) {
                     const size_t mr = i0end - i1 < EK_MR ? i0end - i1 : EK_MR;
                     const EK_T *ap = NULL;
@@ -1228,27 +1324,39 @@ void EK_FN(gemm)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *A, size_t
 }
 
 #if defined(EK_Q8) && EK_SVL == EK_PACK_FEW /* float, AVX-512: a packed group of EK_PACK_FEW rows is one vector */
-#define EK_FEW_P 7 /* output positions per tile: 7 x 3 vectors of channels, 21 accumulators */
-#define EK_FEW_G 3
+#define EK_FEW_P 7 /* output positions per tile, by 3 or 4 vectors of channels: 21 or 28 accumulators */
+#define EK_FEW_MAX_G 4
 #define EK_FEW_MAX_N 64
 
 /* C = act(A B + bias) for a product of few columns (a conv's 17-63 output positions: 49 used 77% of the 32-column
- * panels' lanes) with A packed in groups of EK_PACK_FEW rows: the output channels along the vectors instead, 48 of
- * them (3 groups) by EK_FEW_P positions per tile, each element of B broadcast. Each panel's sums gather on the stack
- * over the K blocks, then go to C's rows, where finish_row adds the bias and applies act. 109 GF/s where the panels
- * made 82 (M 512, N 49, K 512). */
-static void ek_sgemm_few_cols(size_t M, size_t N, size_t K, const float *A, const ek_sbsrc *src, const float *bias,
-                              float *C, size_t ldc, int act, float act_a, float act_b)
+ * panels' lanes) with A packed in groups of EK_PACK_FEW rows: the output channels along the vectors instead, G * 16
+ * of them (G groups, a constant 3 or 4 in each call) by EK_FEW_P positions per tile, each element of B broadcast
+ * (as an operand of the FMA: 28 accumulators and 4 weight vectors fill the 32 registers). Each panel's sums gather
+ * on the stack over the K blocks, then go to C's rows, where finish_row adds the bias and applies act. M 512, N 49,
+ * K 512: 82 GF/s by the panels, 104 by 3 groups, 110 by 4. */
+EK_INLINE void ek_sfew_cols(size_t M, size_t N, size_t K, const float *A, const ek_sbsrc *src, const float *bias,
+                            float *C, size_t ldc, int act, float act_a, float act_b, size_t G)
 {
-    float sums[EK_FEW_MAX_N * EK_FEW_G * EK_PACK_FEW]; /* sums[p * 48 + c]: the panel's channel c at position p */
+    float sums[EK_FEW_MAX_N * EK_FEW_MAX_G * EK_PACK_FEW]; /* sums[(g * N + p) * 16 + c]: group g's channel c at p */
     size_t boff[EK_KC];
-    const size_t groups = (M + EK_PACK_FEW - 1) / EK_PACK_FEW, lanes = EK_FEW_G * EK_PACK_FEW;
+    const size_t groups = (M + EK_PACK_FEW - 1) / EK_PACK_FEW;
     const size_t kblocks = (K + EK_KC - 1) / EK_KC, kstep = (K + kblocks - 1) / kblocks;
+    /* the bias and act in registers after the last K block, as the tiles' epilogue; other acts on C's rows after */
+    const int in_regs = act == EK_ACT_NONE || act == EK_ACT_RELU || act == EK_ACT_CLIP;
+    const ek_sv z = EK_VZERO, lo = z + act_a, hi = z + act_b;
     size_t g0, k0, p0, p, g, k, i;
-    for (g0 = 0; g0 < groups; g0 += EK_FEW_G) {
-        const float *w[EK_FEW_G];
-        for (g = 0; g < EK_FEW_G; ++g) /* groups past the last repeat it, not stored */
+    for (g0 = 0; g0 < groups; g0 += G) {
+        const float *w[EK_FEW_MAX_G];
+        ek_sv bv[EK_FEW_MAX_G];
+        for (g = 0; g < G; ++g) { /* groups past the last repeat it, not stored */
+            float b16[EK_PACK_FEW];
             w[g] = A + (g0 + g < groups ? g0 + g : groups - 1) * EK_PACK_FEW * K;
+            for (i = 0; i < EK_PACK_FEW; ++i) {
+                const size_t row = (g0 + g) * EK_PACK_FEW + i;
+                b16[i] = bias && row < M ? bias[row] : 0;
+            }
+            memcpy(&bv[g], b16, sizeof bv[g]);
+        }
         for (k0 = 0; k0 < K; k0 += kstep) {
             const size_t kc = K - k0 < kstep ? K - k0 : kstep;
             ek_sb_rows(boff, src, k0, kc);
@@ -1256,35 +1364,59 @@ static void ek_sgemm_few_cols(size_t M, size_t N, size_t K, const float *A, cons
                 const size_t np = N - p0 < EK_FEW_P ? N - p0 : EK_FEW_P;
                 const float *b = src->B + p0;
                 size_t off[EK_FEW_P];
-                ek_sv acc[EK_FEW_P][EK_FEW_G];
+                ek_sv acc[EK_FEW_P][EK_FEW_MAX_G];
                 for (p = 0; p < EK_FEW_P; ++p) {
                     off[p] = p < np ? p : np - 1; /* positions past the end repeat the last, not stored */
-                    for (g = 0; g < EK_FEW_G; ++g) {
-                        const ek_sv z = EK_VZERO;
+                    EK_UNROLL for (g = 0; g < G; ++g) {
                         acc[p][g] = z;
-                        if (k0) memcpy(&acc[p][g], sums + (p0 + p) * lanes + g * EK_PACK_FEW, sizeof acc[p][g]);
+                        if (k0) memcpy(&acc[p][g], sums + (g * N + p0 + off[p]) * EK_PACK_FEW, sizeof acc[p][g]);
                     }
                 }
                 for (k = 0; k < kc; ++k) {
                     const float *bk = b + boff[k];
-                    ek_sv wv[EK_FEW_G];
-                    for (g = 0; g < EK_FEW_G; ++g) memcpy(&wv[g], w[g] + (k0 + k) * EK_PACK_FEW, sizeof wv[g]);
+                    ek_sv wv[EK_FEW_MAX_G];
+                    EK_UNROLL for (g = 0; g < G; ++g) memcpy(&wv[g], w[g] + (k0 + k) * EK_PACK_FEW, sizeof wv[g]);
                     for (p = 0; p < EK_FEW_P; ++p) {
                         const float x = bk[off[p]];
-                        for (g = 0; g < EK_FEW_G; ++g) acc[p][g] += wv[g] * x;
+                        EK_UNROLL for (g = 0; g < G; ++g) acc[p][g] += wv[g] * x;
                     }
                 }
                 for (p = 0; p < np; ++p)
-                    for (g = 0; g < EK_FEW_G; ++g)
-                        memcpy(sums + (p0 + p) * lanes + g * EK_PACK_FEW, &acc[p][g], sizeof acc[p][g]);
+                    EK_UNROLL for (g = 0; g < G; ++g)
+                        memcpy(sums + (g * N + p0 + p) * EK_PACK_FEW, &acc[p][g], sizeof acc[p][g]);
             }
         }
-        for (i = g0 * EK_PACK_FEW; i < M && i < (g0 + EK_FEW_G) * EK_PACK_FEW; ++i) {
-            float *c = C + i * ldc;
-            for (p = 0; p < N; ++p) c[p] = sums[p * lanes + i - g0 * EK_PACK_FEW];
-            ek_sfinish_row(c, N, 1, 1, bias ? bias + i : bias, 0, act, act_a, act_b);
+        for (g = 0; g < G && g0 + g < groups; ++g) { /* each group's positions x 16 channels to its rows of C */
+            const size_t r0 = (g0 + g) * EK_PACK_FEW, nl = M - r0 < EK_PACK_FEW ? M - r0 : EK_PACK_FEW;
+            if (in_regs) /* a pass of its own: inside the tiles' loop it slowed the small products by a fifth */
+                for (p = 0; p < N; ++p) {
+                    ek_sv t;
+                    memcpy(&t, sums + (g * N + p) * EK_PACK_FEW, sizeof t);
+                    t += bv[g];
+                    if (act == EK_ACT_RELU) t = (ek_sv)((ek_siv)t & ~(t < z));
+                    if (act == EK_ACT_CLIP) {
+                        t = (ek_sv)(((ek_siv)lo & (t < lo)) | ((ek_siv)t & ~(t < lo)));
+                        t = (ek_sv)(((ek_siv)hi & (t > hi)) | ((ek_siv)t & ~(t > hi)));
+                    }
+                    memcpy(sums + (g * N + p) * EK_PACK_FEW, &t, sizeof t);
+                }
+            ek_sdw_deinterleave(C + r0 * ldc, ldc, sums + g * N * EK_PACK_FEW, nl, N);
+            if (!in_regs)
+                for (i = r0; i < r0 + nl; ++i)
+                    ek_sfinish_row(C + i * ldc, N, 1, 1, bias ? bias + i : bias, 0, act, act_a, act_b);
         }
     }
+}
+
+/* ek_sfew_cols by 4 groups of channels, or by 3 where 4 would leave more groups empty (6 groups: 2 x 3, not 2 x 4) */
+static void ek_sgemm_few_cols(size_t M, size_t N, size_t K, const float *A, const ek_sbsrc *src, const float *bias,
+                              float *C, size_t ldc, int act, float act_a, float act_b)
+{
+    const size_t groups = (M + EK_PACK_FEW - 1) / EK_PACK_FEW;
+    if ((groups + 3) / 4 * 4 <= (groups + 2) / 3 * 3)
+        ek_sfew_cols(M, N, K, A, src, bias, C, ldc, act, act_a, act_b, 4);
+    else
+        ek_sfew_cols(M, N, K, A, src, bias, C, ldc, act, act_a, act_b, 3);
 }
 #endif
 

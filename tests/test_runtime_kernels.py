@@ -484,6 +484,10 @@ PACKED_CONVS = [c for c in CONVS if c[3] // c[4] >= 8 and (c[2] // c[4] > 1 or c
     ("windows_stride2_7x7_packed", 1, 3, 20, 1, (21, 22), (7, 7), (2, 2), (1, 1), (3, 3), (3, 3)),
     ("windows_stride2_few_positions", 1, 6, 36, 1, (13, 13), (5, 5), (2, 2), (1, 1), (2, 2), (2, 2)),  # 7x7 outputs
     ("pointwise_few_positions_k_blocks", 1, 600, 20, 1, (4, 6), (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),
+    # a last panel of at most 12 columns (AVX-512 builds: rows along 8-lane vectors), 5 row groups (a tile of 4 and
+    # one of 1); and over 2 K blocks, 3 row groups, the last partial
+    ("pointwise_tail_columns", 1, 16, 40, 1, (10, 10), (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),
+    ("pointwise_tail_columns_k_blocks", 1, 600, 20, 1, (7, 10), (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),
 ]
 
 
@@ -519,6 +523,38 @@ def test_sconv_packed_weights(request, case, build, windows):
     np.testing.assert_allclose(ys[1], np.maximum(ref_conv(x, w, b, stride, dil, pad, out), 0), rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(ys[1], ys[0])
     np.testing.assert_array_equal(ys[2], ys[0])
+
+
+@pytest.mark.parametrize("act,a,b", [(0, 0.0, 0.0), (2, -0.5, 0.75), (3, 0.0, 0.0), (6, 0.1, 0.0)],
+                         ids=["none", "clip", "sigmoid", "leakyrelu"])
+@pytest.mark.parametrize("shape", [(24, 40, (5, 7)), (600, 20, (4, 6)), (8, 100, (7, 3))], ids=["one_k_block",
+                                                                                              "k_blocks", "few_rows"])
+def test_sconv_few_positions_epilogues(rt_native, act, a, b, shape):
+    """AVX-512's channels-along-vectors tiles (17-63 positions): the bias and a clip or none in registers, others on
+    C's rows after; the same values as the plain layout's tiles (bit for bit where both take the registers' path)."""
+    from emit.passes.pack_weights import PACK_FEW, pack_rows
+
+    c, m, inp = shape
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, c, *inp)).astype(np.float32)
+    w = rng.standard_normal((m, c, 1, 1)).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    ys = []
+    for packed in (0, PACK_FEW):
+        d = _desc(rt_native, 1, c, m, 1, inp, inp, (1, 1), (1, 1), (1, 1), (0, 0), int(np.prod(inp)))
+        d.packed = packed
+        y = np.full((1, m, *inp), np.nan, np.float32)
+        rt_native.lib.ek_sconv(d, _ptr(rt_native, x, "float"), _ptr(rt_native, pack_rows(w, 1, packed) if packed else w,
+                               "float"), _ptr(rt_native, bias, "float"), _ptr(rt_native, y, "float"),
+                               _ptr(rt_native, None, "float"), act, a, b)
+        ys.append(y)
+    z = np.einsum("mc,nchw->nmhw", w[:, :, 0, 0].astype(np.float64), x) + bias[None, :, None, None]
+    ref = {0: z, 2: np.clip(z, a, b), 3: 1 / (1 + np.exp(-z)), 6: np.where(z < 0, a * z, z)}[act]
+    np.testing.assert_allclose(ys[1], ref, rtol=1e-4, atol=1e-4)
+    if act in (0, 2):
+        np.testing.assert_array_equal(ys[1], ys[0])
+    else:
+        np.testing.assert_allclose(ys[1], ys[0], rtol=1e-6, atol=1e-6)
 
 
 WINOGRAD_CONVS = [
