@@ -381,7 +381,7 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
     const size_t L = EK_FN(dw_lane_count)(), C = d->c, IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2];
     const size_t K = d->k[2], SH = d->stride[1], SW = d->stride[2], kk = K * K, pw = (size_t)d->pad[2];
     const size_t PW = (OW - 1) * SW + K; /* the padded row the outputs read */
-    EK_T xp[EK_DW_BAND], st[EK_DW_BAND], wl[49 * 16], bl[16]; /* st: the interleaved rows, then the outputs */
+    EK_T xp[EK_DW_BAND], st[EK_DW_BAND], wl[49 * 16], bl[16]; /* st: the band's interleaved outputs */
     size_t c0, l, t, band, oh0, r, cb, ce;
     if (L < 2 || L > 16 || d->group != C || d->m != C || d->packed || d->k[0] != 1 || d->k[1] != K || K > 7 ||
         d->in[0] != 1 || d->out[0] != 1 || d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] < 0 ||
@@ -404,14 +404,16 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
             const size_t r0 = ih0 < 0 ? (size_t)-ih0 : 0;
             const size_t r1 = ih0 + (ptrdiff_t)rows > (ptrdiff_t)IH ? (size_t)((ptrdiff_t)IH - ih0) : rows;
             if (r1 > r0 && ce > cb) {
-                for (t = 0; nl < L && t < (r1 - r0) * IW * L; ++t) st[t] = 0; /* the lanes past the last channel */
-                EK_FN(dw_interleave)(st, x + c0 * IH * IW + (size_t)(ih0 + (ptrdiff_t)r0) * IW, IH * IW, nl,
-                                     (r1 - r0) * IW, 0);
-                /* only the padding zeroed around the copies: the rows above and below, each row's edges */
+                for (t = 0; nl < L && t < rows * PW * L; ++t) xp[t] = 0; /* the lanes past the last channel */
+                /* only the padding zeroed around the rows: the rows above and below, each row's edges */
                 for (t = 0; t < (r0 * PW + cb) * L; ++t) xp[t] = 0;
                 for (r = r0; r < r1; ++r) {
                     const size_t z0 = (r * PW + ce) * L, z1 = r + 1 < r1 ? ((r + 1) * PW + cb) * L : rows * PW * L;
-                    memcpy(xp + (r * PW + cb) * L, st + ((r - r0) * IW + cb - pw) * L, (ce - cb) * L * sizeof(EK_T));
+                    const size_t ih = (size_t)(ih0 + (ptrdiff_t)r), end = ih * IW + (cb - pw) + (ce - cb);
+                    /* each row interleaved straight to its padded place, its last block read on past the row's end
+                     * where the last lane's plane (or the planes after it) go on (a copy through st cost a tenth) */
+                    EK_FN(dw_interleave)(xp + (r * PW + cb) * L, x + c0 * IH * IW + ih * IW + (cb - pw), IH * IW, nl,
+                                         ce - cb, IH * IW - end + (C - c0 - nl) * IH * IW);
                     for (t = z0; t < z1; ++t) xp[t] = 0; /* this row's end, the next one's start or the rows below */
                 }
             } else {
@@ -471,6 +473,42 @@ static int EK_FN(dw_s2_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_
     return 1;
 }
 
+/* A 3x3 stride-1 depthwise plane padded by 1 all round in AVX builds, read in place as dw_s2_in_place does: the
+ * interior by gemm.c's dw_rows straight from x's rows, the first and last row from 3 padded rows on the stack, the
+ * first and last column of the others one at a time (the band's copy was a fifth of a 28x28 layer). Returns 0 when
+ * the case does not apply: the interior must be a vector wide. */
+static int EK_FN(dw_s1_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
+                                 EK_T act_a, EK_T act_b)
+{
+    const size_t H = d->in[1], W = d->in[2], PW = W + 2, vl = EK_FN(dw_s2_width)();
+    EK_T pad[3 * (EK_DW_S2_MAX_OW + 2)]; /* the first or last output row's 3 padded input rows */
+    size_t oh, kh, c, e;
+    if (!vl || d->k[0] != 1 || d->k[1] != 3 || d->k[2] != 3 || d->stride[1] != 1 || d->stride[2] != 1 ||
+        d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] != 1 || d->pad[2] != 1 || d->out[1] != H ||
+        d->out[2] != W || W < vl + 2 || W > EK_DW_S2_MAX_OW || H < 3)
+        return 0;
+    /* rows 1 .. H-2, columns 1 .. W-2: windows from (oh-1, ow-1), all inside the plane */
+    EK_FN(dw_rows)(x, W, 1, w, 3, b, y + W + 1, W, NULL, H - 2, W - 2);
+    for (oh = 1; oh + 1 < H; ++oh) {
+        const EK_T *r = x + (oh - 1) * W;
+        EK_T first = b, last = b;
+        for (kh = 0; kh < 3; ++kh, r += W) {
+            first += w[kh * 3 + 1] * r[0] + w[kh * 3 + 2] * r[1];
+            last += w[kh * 3] * r[W - 2] + w[kh * 3 + 1] * r[W - 1];
+        }
+        y[oh * W] = first, y[oh * W + W - 1] = last;
+    }
+    for (e = 0; e < 2; ++e) { /* row 0 (a padding row above input rows 0, 1), row H-1 (rows H-2, H-1, padding) */
+        const size_t r0 = e ? H - 2 : 0;
+        for (c = 0; c < 3 * PW; ++c) pad[c] = 0;
+        for (kh = 0; kh < 2; ++kh)
+            memcpy(pad + (kh + !e) * PW + 1, x + (r0 + kh) * W, W * sizeof(EK_T));
+        EK_FN(dw_rows)(pad, PW, 1, w, 3, b, y + (e ? H - 1 : 0) * W, W, NULL, 1, W);
+    }
+    EK_FN(act)(y, H * W, act, act_a, act_b);
+    return 1;
+}
+
 /* one output channel of a depthwise convolution: y (out plane) from x (one input plane), w (k).
  * Row by row: an output row stays in L1 while every tap of the kernel adds into it. */
 static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
@@ -486,6 +524,7 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
     size_t in_lo = 0, in_hi = 0; /* outputs whose KW taps are all inside the row, for dw_row (KW 3 or 5, stride 1 or 2) */
     const int by_rows = (KW == 3 || KW == 5) && (SW == 1 || SW == 2);
     if (EK_FN(dw_s2_in_place)(d, x, w, b, y, act, act_a, act_b)) return;
+    if (EK_FN(dw_s1_in_place)(d, x, w, b, y, act, act_a, act_b)) return;
     /* wider rows (224, 320) measured no faster banded: the plane streams from memory either way */
     if (OW <= 160 && EK_FN(dw_banded)(d, x, w, b, y, act, act_a, act_b)) return;
     for (kw = 0; kw < KW && kw < 16; ++kw)

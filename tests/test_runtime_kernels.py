@@ -379,12 +379,15 @@ CONVS = [
     ("depthwise_small_5x5_s2", 1, 4, 4, 4, (11, 13), (5, 5), (2, 2), (1, 1), (2, 1), (2, 2)),
     ("depthwise_small_3x3_asym", 2, 3, 3, 3, (7, 7), (3, 3), (1, 1), (1, 1), (0, 1), (2, 1)),
     ("depthwise_small_7x7", 1, 2, 2, 2, (9, 8), (7, 7), (1, 1), (1, 1), (3, 3), (3, 3)),
-    ("depthwise_bands_3x3", 1, 2, 2, 2, (90, 100), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),  # 3 bands of 38 rows
+    ("depthwise_bands_3x3", 1, 2, 2, 2, (90, 100), (3, 3), (1, 1), (1, 1), (1, 0), (1, 2)),  # 3 bands of 38 rows
     ("depthwise_bands_5x5_s2", 1, 2, 2, 2, (101, 150), (5, 5), (2, 2), (1, 1), (2, 2), (1, 2)),
     ("depthwise_even_6x6", 1, 2, 2, 2, (12, 11), (6, 6), (1, 1), (1, 1), (3, 2), (2, 3)),  # generic K
     # stride 1 along rows: vectors of outputs in blocks of 4 rows (a row left over, the last vector overlapping the
     # one before it), or the band as one row when rows are shorter than a vector
-    ("depthwise_rows_3x3", 1, 2, 2, 2, (10, 35), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_rows_3x3", 1, 2, 2, 2, (10, 35), (3, 3), (1, 1), (1, 1), (0, 1), (2, 1)),
+    # 3x3 stride 1 padded by 1 all round: the interior read in place, the border rows and columns apart
+    ("depthwise_s1_in_place", 2, 3, 3, 3, (9, 40), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s1_in_place_narrowest", 1, 2, 2, 2, (3, 18), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise_rows_5x5_stride_2_1", 1, 3, 3, 3, (12, 37), (5, 5), (2, 1), (1, 1), (2, 2), (2, 2)),  # ppocr rec
     ("depthwise_rows_3x3_stride_2_1", 1, 2, 4, 2, (9, 20), (3, 3), (2, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise_rows_7x7", 1, 2, 2, 2, (11, 23), (7, 7), (1, 1), (1, 1), (3, 3), (3, 3)),
@@ -404,6 +407,8 @@ CONVS = [
     ("depthwise_lanes_channels", 2, 37, 37, 37, (14, 14), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise_lanes_bands_s2", 1, 20, 20, 20, (31, 31), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
     ("depthwise_lanes_7x7", 1, 18, 18, 18, (7, 9), (7, 7), (1, 1), (1, 1), (3, 3), (3, 3)),
+    # each row interleaved straight into its padded place, the last column unread, blocks read past the rows' ends
+    ("depthwise_lanes_s2_last_column_unread", 1, 16, 16, 16, (12, 12), (3, 3), (2, 2), (1, 1), (0, 0), (0, 0)),
     ("depthwise_banded_5x5_s2", 1, 3, 3, 3, (40, 41), (5, 5), (2, 2), (1, 1), (2, 2), (2, 2)),
     # rows wider than 160: row by row, tap ranges and fused 3/5-tap rows for the interior
     ("depthwise_wide", 1, 2, 2, 2, (4, 175), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
