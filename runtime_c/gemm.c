@@ -919,16 +919,7 @@ static void EK_FN(gemm_rows)(size_t M, size_t N, size_t K, EK_T alpha, const EK_
                 EK_V s0 = EK_VZERO, s1 = EK_VZERO, s2 = EK_VZERO, s3 = EK_VZERO, av, bv;
                 EK_T part[4][EK_VL], t0 = 0, t1 = 0, t2 = 0, t3 = 0;
                 size_t l;
-#if EK_WIDE_TILES
-                /* the next 4 rows fetched alongside (a classifier's 2 MB of weights stream from L3 or memory: 1000 x
-                 * 512 28.7 -> 25.9 us warm, 95 -> 74 us cold) */
-                const EK_T *next = j + 8 <= N ? b0 + 4 * ldb : NULL;
-#endif
                 for (k = 0; k + EK_VL <= K; k += EK_VL) {
-#if EK_WIDE_TILES
-                    if (next)
-                        for (l = 0; l < 4; ++l) __builtin_prefetch(next + l * ldb + k, 0, 0);
-#endif
                     memcpy(&av, a + k, sizeof av);
                     memcpy(&bv, b0 + k, sizeof bv);
                     s0 += av * bv;
