@@ -133,6 +133,15 @@ def test_sgemm_shapes_and_transposes(rt, m, n, k, ta, tb):
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("build", ["rt_native", "rt_avx2"])
+@pytest.mark.parametrize("n,k", [(4, 16), (10, 512), (37, 300), (512, 784)])
+def test_sgemm_matrix_vector_dots_avx(request, build, n, k):
+    """One row times B^T (a classifier's Gemm): 4 dot products at a time, their lanes folded by zips in AVX builds."""
+    runtime = request.getfixturevalue(build)
+    got, ref = _gemm(runtime, np.float32, 1, n, k, False, True)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("m,n,k,ta,tb", [(1, 9, 20, False, True), (2, 9, 20, False, False), (17, 33, 260, True, True), (6, 5, 9, False, False)])
 def test_sgemm_portable_fallback(rt_plain, m, n, k, ta, tb):
     got, ref = _gemm(rt_plain, np.float32, m, n, k, ta, tb, alpha=2.0, beta=1.0, bias_shape=(n,), act="relu")
