@@ -427,11 +427,11 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
     return 1;
 }
 
-#ifndef EK_DW_S2_MAX_OW /* the widest output row read in place (its first row's padded input rows are on the stack) */
+#ifndef EK_DW_IN_PLACE_MAX_OW /* the widest output row read in place, stride 2 or 1 (its padded border rows on the stack) */
 #if defined(__arm__) && !defined(__aarch64__)
-#define EK_DW_S2_MAX_OW 8 /* 32-bit Arm (Cortex-M): no AVX path to take, keep the frame small */
+#define EK_DW_IN_PLACE_MAX_OW 8 /* 32-bit Arm (Cortex-M): no AVX path to take, keep the frame small */
 #else
-#define EK_DW_S2_MAX_OW 160
+#define EK_DW_IN_PLACE_MAX_OW 160
 #endif
 #endif
 
@@ -445,12 +445,12 @@ static int EK_FN(dw_s2_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_
 {
     const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], PW = 2 * OW + 1;
     const size_t vl = EK_FN(dw_s2_width)();
-    EK_T top[3 * (2 * EK_DW_S2_MAX_OW + 1) + 1]; /* row 0's 3 padded input rows (+1: dw_rows_s2 reads one past) */
+    EK_T top[3 * (2 * EK_DW_IN_PLACE_MAX_OW + 1) + 1]; /* row 0's 3 padded input rows (+1: dw_rows_s2 reads one past) */
     const size_t cl = 2 * OW - 3; /* the last output's first column; its third, cl + 2, may be the padding */
     size_t oh, kh, c;
     if (!vl || d->k[0] != 1 || d->k[1] != 3 || d->k[2] != 3 || d->stride[1] != 2 || d->stride[2] != 2 ||
         d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] != 1 || d->pad[2] != 1 || OW < vl + 2 ||
-        OW > EK_DW_S2_MAX_OW || 2 * OW > IW + 1 || 2 * OH > IH || IH < 2)
+        OW > EK_DW_IN_PLACE_MAX_OW || 2 * OW > IW + 1 || 2 * OH > IH || IH < 2)
         return 0;
     /* rows 1 .. OH-1 read input rows 2oh-1 .. 2oh+1 <= IH-1; columns 1 .. OW-2 read 2ow-1 .. 2ow+1, and dw_rows_s2's
      * loads reach column 2(OW-2)+2 = 2OW-2 <= IW-1 */
@@ -481,11 +481,11 @@ static int EK_FN(dw_s1_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_
                                  EK_T act_a, EK_T act_b)
 {
     const size_t H = d->in[1], W = d->in[2], PW = W + 2, vl = EK_FN(dw_s2_width)();
-    EK_T pad[3 * (EK_DW_S2_MAX_OW + 2)]; /* the first or last output row's 3 padded input rows */
+    EK_T pad[3 * (EK_DW_IN_PLACE_MAX_OW + 2)]; /* the first or last output row's 3 padded input rows */
     size_t oh, kh, c, e;
     if (!vl || d->k[0] != 1 || d->k[1] != 3 || d->k[2] != 3 || d->stride[1] != 1 || d->stride[2] != 1 ||
         d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] != 1 || d->pad[2] != 1 || d->out[1] != H ||
-        d->out[2] != W || W < vl + 2 || W > EK_DW_S2_MAX_OW || H < 3)
+        d->out[2] != W || W < vl + 2 || W > EK_DW_IN_PLACE_MAX_OW || H < 3)
         return 0;
     /* rows 1 .. H-2, columns 1 .. W-2: windows from (oh-1, ow-1), all inside the plane */
     EK_FN(dw_rows)(x, W, 1, w, 3, b, y + W + 1, W, NULL, H - 2, W - 2);
