@@ -427,6 +427,13 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
     return 1;
 }
 
+#define EK_DW_LANES_MAX 16                   /* the widest float vector of any build, in elements */
+#define EK_DW_TAIL (2 * EK_DW_LANES_MAX + 2) /* elements dw_rows_edges may read past the last row it reads */
+#ifndef EK_DW_COPY_PLANE /* dw_in_place copies planes of up to this many elements (and 2 rows of zeros) to the stack:
+                          * 28x28 1.15x faster than reading it in place, 56x56 0.9x */
+#define EK_DW_COPY_PLANE (EK_DW_BAND / 4)
+#endif
+
 #ifndef EK_DW_IN_PLACE_MAX_OW /* the widest output row read in place, stride 2 or 1 (its padded border rows on the stack) */
 #if defined(__arm__) && !defined(__aarch64__)
 #define EK_DW_IN_PLACE_MAX_OW 8 /* 32-bit Arm (Cortex-M): no AVX path to take, keep the frame small */
@@ -435,77 +442,69 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
 #endif
 #endif
 
-/* A 3x3 stride-2 depthwise plane padded by 1 at the top and left in AVX builds, read in place: the outputs whose taps
- * are all inside the plane by gemm.c's dw_rows_s2 straight from x's rows (no band copied, no padding zeroed: those were
- * 40% of a 56 -> 28 layer), the first row from 3 padded rows on the stack, the first and last column of the others
- * one at a time. Returns 0 when the case does not apply: the interior must be a vector wide and the last output row
- * must not reach below the plane. */
-static int EK_FN(dw_s2_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
-                                 EK_T act_a, EK_T act_b)
+/* A 3x3 depthwise plane of stride 2 padded by 1 at the top and left (and the right, if at all, by 1), or of stride 1
+ * padded by 1 all round, in AVX builds, by gemm.c's dw_rows_edges over whole rows, the padding columns masked off
+ * in registers (no padding zeroed, no edge columns one at a time: a fifth of a 28x28 layer). A plane that fits the
+ * stack is copied there between rows of zeros (one copy: the rows are contiguous); a larger one is read in place, all
+ * but its first and last output row (stride 1: two each), which read a copy of their input rows (copying the whole
+ * band was 40% of a 56 -> 28 layer). Rows shorter than a vector (at least half of one): a vector per row, its lanes
+ * past the row's end written over by the next row. Returns 0 when the case does not apply. */
+static int EK_FN(dw_in_place_fits)(const ek_conv_desc *d)
 {
-    const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], PW = 2 * OW + 1;
-    const size_t vl = EK_FN(dw_s2_width)();
-    EK_T top[3 * (2 * EK_DW_IN_PLACE_MAX_OW + 1) + 1]; /* row 0's 3 padded input rows (+1: dw_rows_s2 reads one past) */
-    const size_t cl = 2 * OW - 3; /* the last output's first column; its third, cl + 2, may be the padding */
-    size_t oh, kh, c;
-    if (!vl || d->k[0] != 1 || d->k[1] != 3 || d->k[2] != 3 || d->stride[1] != 2 || d->stride[2] != 2 ||
-        d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] != 1 || d->pad[2] != 1 || OW < vl + 2 ||
-        OW > EK_DW_IN_PLACE_MAX_OW || 2 * OW > IW + 1 || 2 * OH > IH || IH < 2)
+    const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], S = d->stride[2];
+    const size_t vl = EK_FN(dw_s2_width)(), edge = S == 1 ? 2 : 1;
+    if (!vl || d->k[0] != 1 || d->k[1] != 3 || d->k[2] != 3 || d->stride[1] != S || (S != 1 && S != 2) ||
+        d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] != 1 || d->pad[2] != 1 || 2 * OW <= vl ||
+        OW > EK_DW_IN_PLACE_MAX_OW || (OW - 1) * S + 3 > IW + 2 || IW > 2 * EK_DW_IN_PLACE_MAX_OW + 1 ||
+        (OH - 1) * S + 1 > IH)
         return 0;
-    /* rows 1 .. OH-1 read input rows 2oh-1 .. 2oh+1 <= IH-1; columns 1 .. OW-2 read 2ow-1 .. 2ow+1, and dw_rows_s2's
-     * loads reach column 2(OW-2)+2 = 2OW-2 <= IW-1 */
-    EK_FN(dw_rows_s2)(x + IW + 1, IW, w, b, y + OW + 1, OW, OH - 1, OW - 2);
-    for (oh = 1; oh < OH; ++oh) {
-        const EK_T *r = x + (2 * oh - 1) * IW;
-        EK_T first = b, last = b;
-        for (kh = 0; kh < 3; ++kh, r += IW) {
-            first += w[kh * 3 + 1] * r[0] + w[kh * 3 + 2] * r[1];
-            last += w[kh * 3] * r[cl] + w[kh * 3 + 1] * r[cl + 1] + (cl + 2 < IW ? w[kh * 3 + 2] * r[cl + 2] : 0);
-        }
-        y[oh * OW] = first, y[oh * OW + OW - 1] = last;
-    }
-    /* row 0: a row of padding, then input rows 0 and 1, each with a zero column in front (and at the end) */
-    for (c = 0; c < 3 * PW + 1; ++c) top[c] = 0;
-    for (kh = 1; kh < 3; ++kh)
-        for (c = 0; c < PW - 1 && c < IW; ++c) top[kh * PW + 1 + c] = x[(kh - 1) * IW + c];
-    EK_FN(dw_rows_s2)(top, PW, w, b, y, OW, 1, OW);
-    EK_FN(act)(y, OH * OW, act, act_a, act_b);
-    return 1;
+    /* a plane too large to copy: the rows between the first and last read in place (see below) */
+    return (IH + 2) * IW <= EK_DW_COPY_PLANE || (OH >= 2 * edge && (OH - 1 - edge) * S + 3 <= IH);
 }
 
-/* A 3x3 stride-1 depthwise plane padded by 1 all round in AVX builds, read in place as dw_s2_in_place does: the
- * interior by gemm.c's dw_rows straight from x's rows, the first and last row from 3 padded rows on the stack, the
- * first and last column of the others one at a time (the band's copy was a fifth of a 28x28 layer). Returns 0 when
- * the case does not apply: the interior must be a vector wide. */
-static int EK_FN(dw_s1_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
-                                 EK_T act_a, EK_T act_b)
+static int EK_FN(dw_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, EK_T b, EK_T *y, int act,
+                              EK_T act_a, EK_T act_b)
 {
-    const size_t H = d->in[1], W = d->in[2], PW = W + 2, vl = EK_FN(dw_s2_width)();
-    EK_T pad[3 * (EK_DW_IN_PLACE_MAX_OW + 2)]; /* the first or last output row's 3 padded input rows */
-    size_t oh, kh, c, e;
-    if (!vl || d->k[0] != 1 || d->k[1] != 3 || d->k[2] != 3 || d->stride[1] != 1 || d->stride[2] != 1 ||
-        d->dil[1] != 1 || d->dil[2] != 1 || d->pad[0] != 0 || d->pad[1] != 1 || d->pad[2] != 1 || d->out[1] != H ||
-        d->out[2] != W || W < vl + 2 || W > EK_DW_IN_PLACE_MAX_OW || H < 3)
-        return 0;
-    /* rows 1 .. H-2, columns 1 .. W-2: windows from (oh-1, ow-1), all inside the plane */
-    EK_FN(dw_rows)(x, W, 1, w, 3, b, y + W + 1, W, NULL, H - 2, W - 2);
-    for (oh = 1; oh + 1 < H; ++oh) {
-        const EK_T *r = x + (oh - 1) * W;
-        EK_T first = b, last = b;
-        for (kh = 0; kh < 3; ++kh, r += W) {
-            first += w[kh * 3 + 1] * r[0] + w[kh * 3 + 2] * r[1];
-            last += w[kh * 3] * r[W - 2] + w[kh * 3 + 1] * r[W - 1];
+    const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], S = d->stride[2];
+    const size_t vl = EK_FN(dw_s2_width)(), PW = (OW - 1) * S + 3; /* the padded rows the outputs read */
+    const int right_pad = PW > IW + 1;
+    const size_t edge = S == 1 ? 2 : 1, rows = (edge - 1) * S + 3; /* output rows at each end, their input rows */
+    EK_T xs[EK_DW_BAND], ys[2 * EK_DW_IN_PLACE_MAX_OW + EK_DW_LANES_MAX]; /* xs: >= 4 * (2 * MAX_OW + 1) + tail */
+    size_t e, r, t, n;
+    if (!EK_FN(dw_in_place_fits)(d)) return 0;
+    if ((IH + 2) * IW <= EK_DW_COPY_PLANE) { /* the plane between rows of zeros on the stack */
+        for (t = 0; t < 1 + IW; ++t) xs[t] = 0;
+        memcpy(xs + 1 + IW, x, IH * IW * sizeof(EK_T));
+        for (t = 1 + (IH + 1) * IW; t < 1 + (IH + 2) * IW + EK_DW_TAIL; ++t) xs[t] = 0;
+        n = OW < vl ? OH - 1 : OH; /* the last row's vector would write past the plane: through ys */
+        EK_FN(dw_rows_edges)(xs + 1, IW, S, w, b, y, OW, n, right_pad);
+        if (n < OH) {
+            EK_FN(dw_rows_edges)(xs + 1 + n * S * IW, IW, S, w, b, ys, OW, 1, right_pad);
+            memcpy(y + n * OW, ys, OW * sizeof(EK_T));
         }
-        y[oh * W] = first, y[oh * W + W - 1] = last;
+        EK_FN(act)(y, OH * OW, act, act_a, act_b);
+        return 1;
     }
-    for (e = 0; e < 2; ++e) { /* row 0 (a padding row above input rows 0, 1), row H-1 (rows H-2, H-1, padding) */
-        const size_t r0 = e ? H - 2 : 0;
-        for (c = 0; c < 3 * PW; ++c) pad[c] = 0;
-        for (kh = 0; kh < 2; ++kh)
-            memcpy(pad + (kh + !e) * PW + 1, x + (r0 + kh) * W, W * sizeof(EK_T));
-        EK_FN(dw_rows)(pad, PW, 1, w, 3, b, y + (e ? H - 1 : 0) * W, W, NULL, 1, W);
+    /* output rows edge .. OH-1-edge read input rows S*edge - 1 = 1 .. S*(OH-1-edge) + 1 <= IH - 2, so the element
+     * before them and those after them that a vector reads (at most 2 * (vl - OW) + 2 <= IW) are in the plane; the
+     * last row's vector writes past it into row OH - edge, written after */
+    if (OH > 2 * edge)
+        EK_FN(dw_rows_edges)(x + (S * edge - 1) * IW, IW, S, w, b, y + edge * OW, OW, OH - 2 * edge, right_pad);
+    for (e = 0; e < 2; ++e) { /* the first output rows (a row of padding above), the last (stride 1: one below) */
+        const ptrdiff_t ih0 = e ? (ptrdiff_t)((OH - edge) * S) - 1 : -1;
+        xs[0] = 0;
+        for (r = 0; r < rows; ++r) {
+            const ptrdiff_t ih = ih0 + (ptrdiff_t)r;
+            if (ih >= 0 && ih < (ptrdiff_t)IH)
+                memcpy(xs + 1 + r * IW, x + (size_t)ih * IW, IW * sizeof(EK_T));
+            else
+                for (t = 0; t < IW; ++t) xs[1 + r * IW + t] = 0;
+        }
+        for (t = 0; t < EK_DW_TAIL; ++t) xs[1 + rows * IW + t] = 0;
+        EK_FN(dw_rows_edges)(xs + 1, IW, S, w, b, ys, OW, edge, right_pad);
+        memcpy(y + (e ? OH - edge : 0) * OW, ys, edge * OW * sizeof(EK_T));
     }
-    EK_FN(act)(y, H * W, act, act_a, act_b);
+    EK_FN(act)(y, OH * OW, act, act_a, act_b);
     return 1;
 }
 
@@ -523,8 +522,7 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
                             * (its divisions cost more than a 7-wide row's multiply-adds) */
     size_t in_lo = 0, in_hi = 0; /* outputs whose KW taps are all inside the row, for dw_row (KW 3 or 5, stride 1 or 2) */
     const int by_rows = (KW == 3 || KW == 5) && (SW == 1 || SW == 2);
-    if (EK_FN(dw_s2_in_place)(d, x, w, b, y, act, act_a, act_b)) return;
-    if (EK_FN(dw_s1_in_place)(d, x, w, b, y, act, act_a, act_b)) return;
+    if (EK_FN(dw_in_place)(d, x, w, b, y, act, act_a, act_b)) return;
     /* wider rows (224, 320) measured no faster banded: the plane streams from memory either way */
     if (OW <= 160 && EK_FN(dw_banded)(d, x, w, b, y, act, act_a, act_b)) return;
     for (kw = 0; kw < KW && kw < 16; ++kw)
@@ -748,8 +746,12 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
     size_t n, g, j, p0;
     if (sout == 0 || mg == 0) return;
     for (n = 0; n < d->n; ++n) {
-        /* the rows' length checked here: the callee's frame holds its stack buffers */
+        /* the rows' length checked here: the callee's frame holds its stack buffers. dw_in_place rather than lanes
+         * at stride 2 (28 -> 14 1.1x faster with AVX-512, 2.1x with AVX2; 14 -> 7 1.3x with AVX2) and on rows longer
+         * than a vector (AVX2: 14x14 1.7x); lanes for stride 1 on rows of a vector or less (AVX-512: 14x14 1.1x,
+         * AVX2: 7x7 1.1x) */
         if (cg == 1 && mg == 1 && d->out[2] <= EK_DW_LANES_OW &&
+            !(EK_FN(dw_in_place_fits)(d) && (d->stride[2] == 2 || d->out[2] > EK_FN(dw_lane_count)())) &&
             EK_FN(dw_by_lanes)(d, x + n * d->c * sin, w, bias, y + n * d->m * sout, act, act_a, act_b))
             continue;
         for (g = 0; g < d->group; ++g) {

@@ -108,6 +108,14 @@ void ek_sdw_rows_s2(const float *xp, size_t pw, const float *w, float b, float *
 size_t ek_ddw_s2_width(void);
 void ek_ddw_rows_s2(const double *xp, size_t pw, const double *w, double b, double *y, size_t ly, size_t nr,
                     size_t nc);
+/* The same, stride sh (1 or 2) both ways, over rows of x read in place (iw apart) with one column of zero padding on
+ * the left: y[r * nc + c] = b + the sum over kh, kw < 3 of w[kh * 3 + kw] * x[(r * sh + kh) * iw + c * sh + kw - 1],
+ * column -1 zero and so is column iw when right_pad, for r < nr, c < nc (nc >= ek_sdw_s2_width()). Reads x[-1] and
+ * up to two elements past the end of the last row it reads. */
+void ek_sdw_rows_edges(const float *x, size_t iw, size_t sh, const float *w, float b, float *y, size_t nc, size_t nr,
+                       int right_pad);
+void ek_ddw_rows_edges(const double *x, size_t iw, size_t sh, const double *w, double b, double *y, size_t nc,
+                       size_t nr, int right_pad);
 /* A depthwise convolution's taps for ek_sdw_lane_count() channels at once (conv.c's path for small planes), each
  * element of xp, w, b and yo a vector of lanes, lane l the block's channel l: with L lanes, yo[(r * nc + c) * L + l]
  * = b[l] + the sum over kh, kw < k of w[(kh * k + kw) * L + l] * xp[((r * sh + kh) * pw + c * sw + kw) * L + l], for

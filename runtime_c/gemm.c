@@ -423,6 +423,9 @@ int EK_FN(dw_rows)(const EK_T *xp, size_t pw, size_t sh, const EK_T *w, size_t k
 #endif
 
 #if EK_WIDE_TILES && defined(EK_Q8) /* float AVX builds: a stride-2 3x3 depthwise convolution's rows straight */
+/* acc += kernel row kh's three taps over the tap vectors t0, t1, t2; the masks m0, m2 zero taps 0 and 2 in the lanes
+ * where they are 0 (the padding columns of a row read in place) */
+#define EK_DW3_TAPS(acc, kh) (acc += w[(kh) * 3] * t0 + w[(kh) * 3 + 1] * t1 + w[(kh) * 3 + 2] * t2)
 #if EK_SVL == 16
 #define EK_UNZIP_EVEN(a, b) EK_SHUFFLE2(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
 #define EK_UNZIP_ODD(a, b) EK_SHUFFLE2(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
@@ -436,7 +439,7 @@ int EK_FN(dw_rows)(const EK_T *xp, size_t pw, size_t sh, const EK_T *w, size_t k
  * once and feed the one or two output rows that read it. In place of splitting the band into phase planes first,
  * whose short strided copies cost more than the taps. */
 EK_INLINE void EK_FN(dw_block_s2)(const EK_T *xr, size_t pw, const EK_T *w, size_t RB, EK_T b, EK_T *yr, size_t ly,
-                                  size_t c)
+                                  size_t c, ek_siv m0, ek_siv m2)
 {
     const EK_V z = EK_VZERO;
     EK_V a0 = z + b, a1 = a0, a2 = a0, a3 = a0, lo, hi, t0, t1, t2;
@@ -451,16 +454,51 @@ EK_INLINE void EK_FN(dw_block_s2)(const EK_T *xr, size_t pw, const EK_T *w, size
         memcpy(&lo, p + 2, sizeof lo);
         memcpy(&hi, p + 2 + EK_VL, sizeof hi);
         t2 = EK_UNZIP_EVEN(lo, hi);
-#define EK_S2_TAPS(acc, kh) (acc += w[(kh) * 3] * t0 + w[(kh) * 3 + 1] * t1 + w[(kh) * 3 + 2] * t2)
-        if (j < 3) EK_S2_TAPS(a0, j);
+        t0 = (EK_V)((ek_siv)t0 & m0), t2 = (EK_V)((ek_siv)t2 & m2); /* the padding columns, if any, zero */
+        if (j < 3) EK_DW3_TAPS(a0, j);
         if (RB == 4) {
-            if (j >= 2 && j < 5) EK_S2_TAPS(a1, j - 2);
-            if (j >= 4 && j < 7) EK_S2_TAPS(a2, j - 4);
-            if (j >= 6) EK_S2_TAPS(a3, j - 6);
+            if (j >= 2 && j < 5) EK_DW3_TAPS(a1, j - 2);
+            if (j >= 4 && j < 7) EK_DW3_TAPS(a2, j - 4);
+            if (j >= 6) EK_DW3_TAPS(a3, j - 6);
         }
-#undef EK_S2_TAPS
     }
     EK_FN(dw_store)(yr, ly, c, RB, a0, a1, a2, a3);
+}
+
+/* The same for stride 1 (tap kw of output column c at xr[c + kw]): one function with the stride a parameter ran the
+ * stride-2 rows 1.15x slower under gcc 12 */
+EK_INLINE void EK_FN(dw_block_s1)(const EK_T *xr, size_t pw, const EK_T *w, size_t RB, EK_T b, EK_T *yr, size_t ly,
+                                  size_t c, ek_siv m0, ek_siv m2)
+{
+    const EK_V z = EK_VZERO;
+    EK_V a0 = z + b, a1 = a0, a2 = a0, a3 = a0, t0, t1, t2;
+    size_t j;
+    EK_UNROLL
+    for (j = 0; j < RB + 2; ++j) { /* input row j feeds output row i through kernel row j - i */
+        const EK_T *p = xr + j * pw + c;
+        memcpy(&t0, p, sizeof t0);
+        memcpy(&t1, p + 1, sizeof t1);
+        memcpy(&t2, p + 2, sizeof t2);
+        t0 = (EK_V)((ek_siv)t0 & m0), t2 = (EK_V)((ek_siv)t2 & m2);
+        if (j < 3) EK_DW3_TAPS(a0, j);
+        if (RB == 4) {
+            if (j >= 1 && j < 4) EK_DW3_TAPS(a1, j - 1);
+            if (j >= 2 && j < 5) EK_DW3_TAPS(a2, j - 2);
+            if (j >= 3) EK_DW3_TAPS(a3, j - 3);
+        }
+    }
+    EK_FN(dw_store)(yr, ly, c, RB, a0, a1, a2, a3);
+}
+#undef EK_DW3_TAPS
+
+/* lanes all set but lane off (none when off == EK_VL): a load from a table with one 0, not lane by lane */
+static ek_siv EK_FN(lane_mask)(size_t off)
+{
+    static const int32_t t[32] = { -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                   0,  -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 };
+    ek_siv m;
+    memcpy(&m, t + 16 - off, sizeof m);
+    return m;
 }
 #endif
 
@@ -476,17 +514,44 @@ size_t EK_FN(dw_s2_width)(void)
 void EK_FN(dw_rows_s2)(const EK_T *xp, size_t pw, const EK_T *w, EK_T b, EK_T *y, size_t ly, size_t nr, size_t nc)
 {
 #if EK_WIDE_TILES && defined(EK_Q8)
+    const ek_siv all = EK_FN(lane_mask)(EK_VL);
     size_t r0 = 0, c;
     for (; r0 + 4 <= nr; r0 += 4)
         for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))
-            EK_FN(dw_block_s2)(xp + r0 * 2 * pw, pw, w, 4, b, y + r0 * ly, ly, c);
+            EK_FN(dw_block_s2)(xp + r0 * 2 * pw, pw, w, 4, b, y + r0 * ly, ly, c, all, all);
     for (; r0 < nr; ++r0)
         for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))
-            EK_FN(dw_block_s2)(xp + r0 * 2 * pw, pw, w, 1, b, y + r0 * ly, ly, c);
+            EK_FN(dw_block_s2)(xp + r0 * 2 * pw, pw, w, 1, b, y + r0 * ly, ly, c, all, all);
 #else
     (void)xp, (void)pw, (void)w, (void)b, (void)y, (void)ly, (void)nr, (void)nc;
 #endif
 }
+
+/* RB (4 or 1) rows of a row of outputs of stride S (a constant), masked at the row's ends */
+#define EK_DW_EDGE_ROWS(S, RB)                                                                                  \
+    for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))                                                  \
+        EK_FN(dw_block_s##S)(x - 1 + r0 * (S) * iw, iw, w, RB, b, y + r0 * nc, nc, c, c == 0 ? m0 : all,        \
+                             c + EK_VL >= nc && right_pad ? m2 : all);
+
+void EK_FN(dw_rows_edges)(const EK_T *x, size_t iw, size_t sh, const EK_T *w, EK_T b, EK_T *y, size_t nc, size_t nr,
+                          int right_pad)
+{
+#if EK_WIDE_TILES && defined(EK_Q8)
+    const ek_siv all = EK_FN(lane_mask)(EK_VL), m0 = EK_FN(lane_mask)(0);
+    const ek_siv m2 = EK_FN(lane_mask)((nc < EK_VL ? nc : EK_VL) - 1); /* the last output's lane in its vector */
+    size_t r0 = 0, c;
+    if (sh == 1) {
+        for (; r0 + 4 <= nr; r0 += 4) EK_DW_EDGE_ROWS(1, 4)
+        for (; r0 < nr; ++r0) EK_DW_EDGE_ROWS(1, 1)
+    } else {
+        for (; r0 + 4 <= nr; r0 += 4) EK_DW_EDGE_ROWS(2, 4)
+        for (; r0 < nr; ++r0) EK_DW_EDGE_ROWS(2, 1)
+    }
+#else
+    (void)x, (void)iw, (void)sh, (void)w, (void)b, (void)y, (void)nc, (void)nr, (void)right_pad;
+#endif
+}
+#undef EK_DW_EDGE_ROWS
 
 #if EK_VEC
 #define EK_DW_LANES EK_VL /* channels per vector in the depthwise lanes path */

@@ -394,9 +394,16 @@ CONVS = [
     # stride 1 along rows: vectors of outputs in blocks of 4 rows (a row left over, the last vector overlapping the
     # one before it), or the band as one row when rows are shorter than a vector
     ("depthwise_rows_3x3", 1, 2, 2, 2, (10, 35), (3, 3), (1, 1), (1, 1), (0, 1), (2, 1)),
-    # 3x3 stride 1 padded by 1 all round: the interior read in place, the border rows and columns apart
+    # 3x3 stride 1 padded by 1 all round in AVX builds: whole rows, their padding columns masked off in registers, of
+    # the plane copied to the stack between rows of zeros (up to 1024 elements), or read in place but for two border
+    # rows at each end (none between them; one row; no padding column on the right; rows shorter than a vector)
     ("depthwise_s1_in_place", 2, 3, 3, 3, (9, 40), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
-    ("depthwise_s1_in_place_narrowest", 1, 2, 2, 2, (3, 18), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s1_in_place_border_rows_only", 1, 2, 2, 2, (4, 18), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s1_in_place_one_row", 1, 2, 2, 2, (5, 17), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s1_in_place_no_end_pad", 1, 2, 2, 2, (8, 40), (3, 3), (1, 1), (1, 1), (1, 1), (0, 0)),
+    ("depthwise_s1_in_place_large", 1, 2, 2, 2, (30, 40), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s1_in_place_large_no_end_pad", 1, 2, 2, 2, (30, 41), (3, 3), (1, 1), (1, 1), (1, 1), (0, 0)),
+    ("depthwise_s1_in_place_large_short_rows", 1, 2, 2, 2, (70, 12), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise_rows_5x5_stride_2_1", 1, 3, 3, 3, (12, 37), (5, 5), (2, 1), (1, 1), (2, 2), (2, 2)),  # ppocr rec
     ("depthwise_rows_3x3_stride_2_1", 1, 2, 4, 2, (9, 20), (3, 3), (2, 1), (1, 1), (1, 1), (1, 1)),
     ("depthwise_rows_7x7", 1, 2, 2, 2, (11, 23), (7, 7), (1, 1), (1, 1), (3, 3), (3, 3)),
@@ -407,10 +414,18 @@ CONVS = [
     ("depthwise_s2_rows_3x3", 1, 5, 5, 5, (9, 40), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
     ("depthwise_s2_unpadded_odd", 1, 3, 3, 3, (11, 37), (3, 3), (2, 2), (1, 1), (0, 0), (0, 0)),
     ("depthwise_s2_bands", 1, 2, 2, 2, (40, 300), (3, 3), (2, 2), (1, 1), (1, 0), (1, 1)),  # bands of 6 rows
-    # ... and read in place where the padding is 1 at the top and left and the last row stays inside the plane
+    # ... and as stride 1 where the padding is 1 at the top and left (the first and last output row from the stack:
+    # a row of padding below the last; no rows between them; rows shorter than a vector, a plane copied or not)
     ("depthwise_s2_in_place", 2, 4, 4, 4, (12, 40), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
     ("depthwise_s2_in_place_last_column_padded", 1, 3, 3, 3, (10, 39), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
     ("depthwise_s2_in_place_no_end_pad", 1, 17, 17, 17, (12, 40), (3, 3), (2, 2), (1, 1), (1, 1), (0, 0)),
+    ("depthwise_s2_in_place_last_row_padded", 1, 2, 2, 2, (11, 41), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s2_in_place_border_rows_only", 1, 2, 2, 2, (4, 34), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s2_in_place_large", 1, 2, 2, 2, (40, 41), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s2_in_place_large_last_row_padded", 1, 2, 2, 2, (41, 40), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s2_in_place_large_border_rows_only", 1, 2, 2, 2, (4, 301), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s2_in_place_short_rows", 1, 3, 3, 3, (20, 20), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("depthwise_s2_in_place_large_short_rows", 1, 2, 2, 2, (80, 28), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
     # rows of 16 outputs or fewer: a vector's worth of channels at a time, interleaved on the stack (dw_by_lanes): more
     # channels than lanes with some left over, bands of rows, 7x7; rows of 17-23 at stride 2 stay on the banded path
     ("depthwise_lanes_channels", 2, 37, 37, 37, (14, 14), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
@@ -468,8 +483,10 @@ DEPTHWISE = [c for c in CONVS if c[2] == c[4] and c[3] % c[4] == 0 and len(c[5])
 
 
 @pytest.mark.parametrize("case", DEPTHWISE, ids=[c[0] for c in DEPTHWISE])
-def test_sconv_depthwise_native(rt_native, case):
-    """The depthwise kernels as the native build compiles them (AVX vectors of 8 or 16: other rows are short)."""
+@pytest.mark.parametrize("build", ["rt_native", "rt_avx2"])
+def test_sconv_depthwise_native(request, build, case):
+    """The depthwise kernels as the AVX builds compile them (vectors of 16 or 8: other rows are short)."""
+    rt_native = request.getfixturevalue(build)
     _, n, c, m, group, inp, k, stride, dil, pad, pad_end = case
     out = [(i + p + e - ((kk - 1) * d + 1)) // s + 1 for i, p, e, kk, d, s in zip(inp, pad, pad_end, k, dil, stride)]
     rng = np.random.default_rng(3)
@@ -477,10 +494,35 @@ def test_sconv_depthwise_native(rt_native, case):
     w = rng.standard_normal((m, c // group, *k)).astype(np.float32)
     b = rng.standard_normal(m).astype(np.float32)
     d = _desc(rt_native, n, c, m, group, inp, out, k, stride, dil, pad, int(np.prod(out)))
-    y = np.full((n, m, *out), np.nan, np.float32)
+    size = n * m * int(np.prod(out))
+    buf = np.full(size + 64, np.nan, np.float32)  # and after y: nothing may be written there
+    y = buf[:size].reshape(n, m, *out)
     rt_native.lib.ek_sconv(d, _ptr(rt_native, x, "float"), _ptr(rt_native, w, "float"), _ptr(rt_native, b, "float"),
                            _ptr(rt_native, y, "float"), rt_native.ffi.NULL, 0, 0.0, 0.0)
     np.testing.assert_allclose(y, ref_conv(x, w, b, stride, dil, pad, out), rtol=1e-4, atol=1e-4)
+    assert np.isnan(buf[size:]).all()
+
+
+@pytest.mark.parametrize("case", [c for c in DEPTHWISE if "in_place" in c[0]], ids=lambda c: c[0])
+@pytest.mark.parametrize("build", ["rt_native", "rt_avx2"])
+def test_sconv_depthwise_in_place_infinite_neighbours(request, build, case):
+    """Rows read in place have the plane's neighbouring elements where the padding columns are: masked off, an inf
+    there must not reach the outputs whose windows lie in the padding (0 * inf would make them NaN)."""
+    rt = request.getfixturevalue(build)
+    _, n, c, m, group, inp, k, stride, dil, pad, pad_end = case
+    out = [(i + p + e - ((kk - 1) * d + 1)) // s + 1 for i, p, e, kk, d, s in zip(inp, pad, pad_end, k, dil, stride)]
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, c, *inp)).astype(np.float32)
+    x[..., 0] = np.inf  # the element after each row's end
+    x[..., -1] = -np.inf  # and before each row's start
+    w = np.abs(rng.standard_normal((m, c // group, *k))).astype(np.float32)  # an edge output: +inf or -inf, not NaN
+    d = _desc(rt, n, c, m, group, inp, out, k, stride, dil, pad, int(np.prod(out)))
+    y = np.full((n, m, *out), np.nan, np.float32)
+    rt.lib.ek_sconv(d, _ptr(rt, x, "float"), _ptr(rt, w, "float"), rt.ffi.NULL, _ptr(rt, y, "float"), rt.ffi.NULL,
+                    0, 0.0, 0.0)
+    ref = ref_conv(x, w, None, stride, dil, pad, out)
+    assert np.isinf(ref[..., 0]).all() and not np.isnan(ref).any()
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
 
 
 # convolutions conv.c runs as a GEMM, with more than EK_PACK_ROWS output channels per group (weights packed at export)
