@@ -4,7 +4,7 @@
  * Conv: one whose weights the exporter stored in Winograd's form (d->winograd) runs F(2x2, 3x3): input tile
  * transforms, 16 GEMMs, output tile transforms. A 1x1 stride-1 unpadded convolution is one GEMM per (image, group); a
  * depthwise one (one input channel per group) runs on bands of padded rows copied to the stack (flat sums over the
- * band; 3x3 stride 2 in AVX builds straight from the rows, tap vectors unzipped in registers, read in place from x
+ * band; 3x3 stride 2 in vector builds straight from the rows, tap vectors unzipped in registers, read in place from x
  * when padded by 1; other stride 2 split into phase planes) or, for rows wider than 160, row by row; a stride-1 2-D
  * one with rows long
  * enough (or a stride-2 one, split in 4 phase planes) runs the GEMM on shifted windows of a padded band of input rows
@@ -436,19 +436,20 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
 
 #ifndef EK_DW_IN_PLACE_MAX_OW /* the widest output row read in place, stride 2 or 1 (its padded border rows on the stack) */
 #if defined(__arm__) && !defined(__aarch64__)
-#define EK_DW_IN_PLACE_MAX_OW 8 /* 32-bit Arm (Cortex-M): no AVX path to take, keep the frame small */
+#define EK_DW_IN_PLACE_MAX_OW 8 /* 32-bit Arm (Cortex-M): no vector path to take, keep the frame small */
 #else
 #define EK_DW_IN_PLACE_MAX_OW 160
 #endif
 #endif
 
 /* A 3x3 depthwise plane of stride 2 padded by 1 at the top and left (and the right, if at all, by 1), or of stride 1
- * padded by 1 all round, in AVX builds, by gemm.c's dw_rows_edges over whole rows, the padding columns masked off
- * in registers (no padding zeroed, no edge columns one at a time: a fifth of a 28x28 layer). A plane that fits the
- * stack is copied there between rows of zeros (one copy: the rows are contiguous); a larger one is read in place, all
- * but its first and last output row (stride 1: two each), which read a copy of their input rows (copying the whole
- * band was 40% of a 56 -> 28 layer). Rows shorter than a vector (at least half of one): a vector per row, its lanes
- * past the row's end written over by the next row. Returns 0 when the case does not apply. */
+ * padded by 1 all round, in vector builds (AVX, SSE, NEON, wasm simd128), by gemm.c's dw_rows_edges over whole rows,
+ * the padding columns masked off in registers (no padding zeroed, no edge columns one at a time: a fifth of a 28x28
+ * layer; in wasm 56 -> 28 3.5x and 28x28 1.9x faster than the banded path). A plane that fits the stack is copied
+ * there between rows of zeros (one copy: the rows are contiguous); a larger one is read in place, all but its first
+ * and last output row (stride 1: two each), which read a copy of their input rows (copying the whole band was 40% of
+ * a 56 -> 28 layer). Rows shorter than a vector (at least half of one): a vector per row, its lanes past the row's end
+ * written over by the next row. Returns 0 when the case does not apply. */
 static int EK_FN(dw_in_place_fits)(const ek_conv_desc *d)
 {
     const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], S = d->stride[2];
@@ -747,9 +748,9 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
     if (sout == 0 || mg == 0) return;
     for (n = 0; n < d->n; ++n) {
         /* the rows' length checked here: the callee's frame holds its stack buffers. dw_in_place rather than lanes
-         * at stride 2 (28 -> 14 1.1x faster with AVX-512, 2.1x with AVX2; 14 -> 7 1.3x with AVX2) and on rows longer
-         * than a vector (AVX2: 14x14 1.7x); lanes for stride 1 on rows of a vector or less (AVX-512: 14x14 1.1x,
-         * AVX2: 7x7 1.1x) */
+         * at stride 2 (28 -> 14 1.1x faster with AVX-512, 2.1x with AVX2, 1.2x in wasm; 14 -> 7 1.3x with AVX2, 0.95x
+         * in wasm) and on rows longer than a vector (AVX2: 14x14 1.7x; wasm: 14x14 1.5x, 7x7 1.2x); lanes for stride 1
+         * on rows of a vector or less (AVX-512: 14x14 1.1x, AVX2: 7x7 1.1x) */
         if (cg == 1 && mg == 1 && d->out[2] <= EK_DW_LANES_OW &&
             !(EK_FN(dw_in_place_fits)(d) && (d->stride[2] == 2 || d->out[2] > EK_FN(dw_lane_count)())) &&
             EK_FN(dw_by_lanes)(d, x + n * d->c * sin, w, bias, y + n * d->m * sout, act, act_a, act_b))

@@ -41,6 +41,13 @@ typedef double ek_dv __attribute__((vector_size(16)));
 #define EK_SVL 4
 #define EK_WIDE_TILES 0
 #endif
+/* the 3x3 depthwise row kernels (dw_rows_s2, dw_rows_edges) in vector builds whose vectors are registers: 32-bit Arm
+ * without NEON (Cortex-M) only emulates them */
+#if EK_VEC && !(defined(__arm__) && !defined(__ARM_NEON))
+#define EK_DW_ROWS 1
+#else
+#define EK_DW_ROWS 0
+#endif
 
 /* ---- float e^x, sigmoid and SiLU without libm: branch-free, so a plain loop over them vectorises
  * (gcc -O3, clang -msimd128); a scalar expf call per element was a fifth of a YOLO net's time. ---- */
@@ -306,10 +313,10 @@ static EK_T EK_FN(act1)(EK_T v, int act, EK_T a, EK_T b)
     }
 }
 
-#if EK_WIDE_TILES
+#if EK_VEC
 /* the column of the vector after the one at c in a row of n >= vl outputs, n at the end: the last vector ends at n,
  * overlapping the one before it (whose outputs it writes again, alike) rather than a scalar tail */
-static size_t EK_FN(next_vector)(size_t c, size_t n, size_t vl)
+EK_INLINE size_t EK_FN(next_vector)(size_t c, size_t n, size_t vl)
 {
     return c + 2 * vl <= n ? c + vl : (c + vl < n ? n - vl : n);
 }
@@ -324,6 +331,9 @@ EK_INLINE void EK_FN(dw_store)(EK_T *yr, size_t ly, size_t c, size_t RB, EK_V a0
         memcpy(yr + 3 * ly + c, &a3, sizeof a3);
     }
 }
+#endif
+
+#if EK_WIDE_TILES
 
 /* 4 output rows (sh input rows apart) x one vector of outputs from column c (RB 4), or 1 row: each input vector is
  * loaded once for every output row that reads it (a load per multiply-add was the limit: unaligned vector loads),
@@ -422,16 +432,19 @@ int EK_FN(dw_rows)(const EK_T *xp, size_t pw, size_t sh, const EK_T *w, size_t k
 #endif
 #endif
 
-#if EK_WIDE_TILES && defined(EK_Q8) /* float AVX builds: a stride-2 3x3 depthwise convolution's rows straight */
+#if EK_DW_ROWS && defined(EK_Q8) /* float vector builds: a 3x3 depthwise convolution's rows straight, stride 2 unzipped */
 /* acc += kernel row kh's three taps over the tap vectors t0, t1, t2; the masks m0, m2 zero taps 0 and 2 in the lanes
  * where they are 0 (the padding columns of a row read in place) */
 #define EK_DW3_TAPS(acc, kh) (acc += w[(kh) * 3] * t0 + w[(kh) * 3 + 1] * t1 + w[(kh) * 3 + 2] * t2)
 #if EK_SVL == 16
 #define EK_UNZIP_EVEN(a, b) EK_SHUFFLE2(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
 #define EK_UNZIP_ODD(a, b) EK_SHUFFLE2(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
-#else
+#elif EK_SVL == 8
 #define EK_UNZIP_EVEN(a, b) EK_SHUFFLE2(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
 #define EK_UNZIP_ODD(a, b) EK_SHUFFLE2(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#else
+#define EK_UNZIP_EVEN(a, b) EK_SHUFFLE2(a, b, 0, 2, 4, 6)
+#define EK_UNZIP_ODD(a, b) EK_SHUFFLE2(a, b, 1, 3, 5, 7)
 #endif
 
 /* RB (4 or 1) output rows x one vector of outputs from column c of a 3x3 stride-2 depthwise convolution over padded
@@ -504,7 +517,7 @@ static ek_siv EK_FN(lane_mask)(size_t off)
 
 size_t EK_FN(dw_s2_width)(void)
 {
-#if EK_WIDE_TILES && defined(EK_Q8)
+#if EK_DW_ROWS && defined(EK_Q8)
     return EK_VL;
 #else
     return 0;
@@ -513,7 +526,7 @@ size_t EK_FN(dw_s2_width)(void)
 
 void EK_FN(dw_rows_s2)(const EK_T *xp, size_t pw, const EK_T *w, EK_T b, EK_T *y, size_t ly, size_t nr, size_t nc)
 {
-#if EK_WIDE_TILES && defined(EK_Q8)
+#if EK_DW_ROWS && defined(EK_Q8)
     const ek_siv all = EK_FN(lane_mask)(EK_VL);
     size_t r0 = 0, c;
     for (; r0 + 4 <= nr; r0 += 4)
@@ -536,7 +549,7 @@ void EK_FN(dw_rows_s2)(const EK_T *xp, size_t pw, const EK_T *w, EK_T b, EK_T *y
 void EK_FN(dw_rows_edges)(const EK_T *x, size_t iw, size_t sh, const EK_T *w, EK_T b, EK_T *y, size_t nc, size_t nr,
                           int right_pad)
 {
-#if EK_WIDE_TILES && defined(EK_Q8)
+#if EK_DW_ROWS && defined(EK_Q8)
     const ek_siv all = EK_FN(lane_mask)(EK_VL), m0 = EK_FN(lane_mask)(0);
     const ek_siv m2 = EK_FN(lane_mask)((nc < EK_VL ? nc : EK_VL) - 1); /* the last output's lane in its vector */
     size_t r0 = 0, c;
