@@ -404,9 +404,9 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
             const size_t r0 = ih0 < 0 ? (size_t)-ih0 : 0;
             const size_t r1 = ih0 + (ptrdiff_t)rows > (ptrdiff_t)IH ? (size_t)((ptrdiff_t)IH - ih0) : rows;
             if (r1 > r0 && ce > cb) {
-                for (t = 0; nl < L && t < rows * PW * L; ++t) xp[t] = 0; /* the lanes past the last channel */
-                /* only the padding zeroed around the rows: the rows above and below, each row's edges */
-                for (t = 0; t < (r0 * PW + cb) * L; ++t) xp[t] = 0;
+                /* only the padding zeroed around the rows: the rows above and below, each row's edges (all of the
+                 * band where the lanes past the last channel need zeros too) */
+                for (t = 0; t < (nl < L ? rows * PW : r0 * PW + cb) * L; ++t) xp[t] = 0;
                 for (r = r0; r < r1; ++r) {
                     const size_t z0 = (r * PW + ce) * L, z1 = r + 1 < r1 ? ((r + 1) * PW + cb) * L : rows * PW * L;
                     const size_t ih = (size_t)(ih0 + (ptrdiff_t)r), end = ih * IW + (cb - pw) + (ce - cb);
@@ -414,7 +414,8 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
                      * where the last lane's plane (or the planes after it) go on (a copy through st cost a tenth) */
                     EK_FN(dw_interleave)(xp + (r * PW + cb) * L, x + c0 * IH * IW + ih * IW + (cb - pw), IH * IW, nl,
                                          ce - cb, IH * IW - end + (C - c0 - nl) * IH * IW);
-                    for (t = z0; t < z1; ++t) xp[t] = 0; /* this row's end, the next one's start or the rows below */
+                    for (t = z0; nl == L && t < z1; ++t) xp[t] = 0; /* this row's end, the next one's start or the
+                                                                     * rows below */
                 }
             } else {
                 for (t = 0; t < rows * PW * L; ++t) xp[t] = 0;

@@ -741,6 +741,21 @@ static void EK_FN(pack_b_trans)(EK_T *bp, const EK_T *B, size_t ldb, size_t k0, 
 }
 
 #if EK_VEC
+/* t after ReLU or Clip(lo, hi) (act 1 or 2, NaN kept as act1 keeps it; other acts: t): the epilogue in registers of
+ * micro_tile and of few_cols. Selects are bit operations on the comparisons' integer vectors. */
+EK_INLINE EK_V EK_FN(vact_clamp)(EK_V t, int act, EK_V lo, EK_V hi)
+{
+    const EK_V z = EK_VZERO;
+    typedef __typeof__(z < z) mask;
+    if (act == EK_ACT_RELU) /* x < 0 ? 0 : x */
+        return (EK_V)((mask)t & ~(t < z));
+    if (act == EK_ACT_CLIP) { /* min(max(x, a), b) */
+        t = (EK_V)(((mask)lo & (t < lo)) | ((mask)t & ~(t < lo)));
+        t = (EK_V)(((mask)hi & (t > hi)) | ((mask)t & ~(t > hi)));
+    }
+    return t;
+}
+
 /* the epilogue micro_c applies in registers: bias[i * bias_rs] per row (or none), then act */
 typedef struct {
     const EK_T *bias;
@@ -781,7 +796,9 @@ EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs,
     }
     if (end) { /* the last block: bias and activation in registers, before the only store */
         const EK_V z = EK_VZERO, lo = z + end->a, hi = z + end->b;
+#if EK_WIDE_TILES
         typedef __typeof__(z < z) mask; /* the integer vector a comparison gives: selects are bit operations */
+#endif
 #define EK_SEL(m, yes, no) ((EK_V)(((mask)(yes) & (m)) | ((mask)(no) & ~(m))))
 /* t = f(t) on every accumulator: one switch per tile, each case a loop over the whole tile, unrolled (a switch per
  * vector, unrolled 16 times over, took 5x the code) */
@@ -798,11 +815,11 @@ EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs,
                 EK_UNROLL for (v = 0; v < nv; ++v) c[i][v] += bi;
             }
         switch (end->act) { /* each as act1, NaN kept */
-        case EK_ACT_RELU: /* x < 0 ? 0 : x */
-            EK_TILE_MAP(t = (EK_V)((mask)t & ~(t < z)))
+        case EK_ACT_RELU:
+            EK_TILE_MAP(t = EK_FN(vact_clamp)(t, EK_ACT_RELU, lo, hi))
             break;
-        case EK_ACT_CLIP: /* min(max(x, a), b) */
-            EK_TILE_MAP(t = EK_SEL(t < lo, lo, t); t = EK_SEL(t > hi, hi, t))
+        case EK_ACT_CLIP:
+            EK_TILE_MAP(t = EK_FN(vact_clamp)(t, EK_ACT_CLIP, lo, hi))
             break;
 #if EK_WIDE_TILES
         case EK_ACT_HARDSIGMOID: {
@@ -1482,12 +1499,7 @@ EK_INLINE void ek_sfew_cols(size_t M, size_t N, size_t K, const float *A, const 
                 for (p = 0; p < N; ++p) {
                     ek_sv t;
                     memcpy(&t, sums + (g * N + p) * EK_PACK_FEW, sizeof t);
-                    t += bv[g];
-                    if (act == EK_ACT_RELU) t = (ek_sv)((ek_siv)t & ~(t < z));
-                    if (act == EK_ACT_CLIP) {
-                        t = (ek_sv)(((ek_siv)lo & (t < lo)) | ((ek_siv)t & ~(t < lo)));
-                        t = (ek_sv)(((ek_siv)hi & (t > hi)) | ((ek_siv)t & ~(t > hi)));
-                    }
+                    t = ek_svact_clamp(t + bv[g], act, lo, hi);
                     memcpy(sums + (g * N + p) * EK_PACK_FEW, &t, sizeof t);
                 }
             ek_sdw_deinterleave(C + r0 * ldc, ldc, sums + g * N * EK_PACK_FEW, nl, N);
