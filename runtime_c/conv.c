@@ -748,12 +748,14 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
     size_t n, g, j, p0;
     if (sout == 0 || mg == 0) return;
     for (n = 0; n < d->n; ++n) {
-        /* the rows' length checked here: the callee's frame holds its stack buffers. dw_in_place rather than lanes
-         * at stride 2 (28 -> 14 1.1x faster with AVX-512, 2.1x with AVX2, 1.2x in wasm; 14 -> 7 1.3x with AVX2, 0.95x
-         * in wasm) and on rows longer than a vector (AVX2: 14x14 1.7x; wasm: 14x14 1.5x, 7x7 1.2x); lanes for stride 1
-         * on rows of a vector or less (AVX-512: 14x14 1.1x, AVX2: 7x7 1.1x) */
+        /* the rows' length checked here: the callee's frame holds its stack buffers. With vectors of 8 or 16,
+         * dw_in_place rather than lanes at stride 2 (28 -> 14 1.1x faster with AVX-512, 2.1x with AVX2; 14 -> 7 1.3x
+         * with AVX2) and on rows longer than a vector (AVX2: 14x14 1.7x); lanes for stride 1 on rows of a vector or
+         * less (AVX-512: 14x14 1.1x, AVX2: 7x7 1.1x). Vectors of 4 (wasm): lanes (in MobileNet under Node, in place
+         * was 1.5x slower on 28 -> 14, 14 -> 7 and 7x7, 1.1x on 14x14) */
         if (cg == 1 && mg == 1 && d->out[2] <= EK_DW_LANES_OW &&
-            !(EK_FN(dw_in_place_fits)(d) && (d->stride[2] == 2 || d->out[2] > EK_FN(dw_lane_count)())) &&
+            !(EK_FN(dw_lane_count)() >= 8 && EK_FN(dw_in_place_fits)(d) &&
+              (d->stride[2] == 2 || d->out[2] > EK_FN(dw_lane_count)())) &&
             EK_FN(dw_by_lanes)(d, x + n * d->c * sin, w, bias, y + n * d->m * sout, act, act_a, act_b))
             continue;
         for (g = 0; g < d->group; ++g) {

@@ -1,8 +1,7 @@
 """3x3 depthwise convolutions in the wasm build (simd128 vectors of 4) against onnxruntime: the paths conv.c takes
-there by shape (whole rows with the padding columns masked off, the plane copied to the stack or read in place, rows
-shorter than a vector, stride 2 unzipped; lanes for short rows at stride 1; bands where the padding is not 1), one
-input and Conv per shape in one model, with infinities next to every row so that a padding lane read but not masked
-shows as a NaN."""
+there by shape (rows of more than 16: whole rows with the padding columns masked off, the plane copied to the stack or
+read in place, stride 2 unzipped; up to 16: lanes; bands where the padding is not 1), one input and Conv per shape in
+one model, with infinities next to every row so that a padding lane read but not masked shows as a NaN."""
 
 from __future__ import annotations
 
@@ -19,12 +18,12 @@ CASES = [
     ((9, 40), 1, (1, 1, 1, 1)),  # copied to the stack
     ((30, 40), 1, (1, 1, 1, 1)),  # read in place, two border rows at each end
     ((30, 41), 1, (1, 1, 0, 0)),  # no padding column on the right
-    ((70, 5), 1, (1, 1, 1, 1)),  # rows of more than a vector, fewer than two
+    ((70, 5), 1, (1, 1, 1, 1)),  # rows of up to 16: lanes
     ((40, 41), 2, (1, 1, 1, 1)),  # stride 2: the last column in the padding
     ((41, 40), 2, (1, 1, 1, 1)),  # a row of padding below the last output row
     ((4, 301), 2, (1, 1, 1, 1)),  # two output rows, both from the stack
-    ((6, 6), 2, (1, 1, 1, 1)),  # 3 outputs a row: less than a vector
-    ((12, 12), 1, (1, 1, 1, 1)),  # 12 wide: in place (rows longer than a vector)
+    ((6, 6), 2, (1, 1, 1, 1)),
+    ((12, 12), 1, (1, 1, 1, 1)),
     ((7, 7), 1, (1, 1, 1, 1)),
     ((11, 13), 2, (0, 0, 0, 0)),  # unpadded: the banded path, 3x3 stride 2 rows unzipped
 ]
