@@ -446,11 +446,11 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
 /* A 3x3 depthwise plane of stride 2 padded by 1 at the top and left (and the right, if at all, by 1), or of stride 1
  * padded by 1 all round, in vector builds (AVX, SSE, NEON, wasm simd128), by gemm.c's dw_rows_edges over whole rows,
  * the padding columns masked off in registers (no padding zeroed, no edge columns one at a time: a fifth of a 28x28
- * layer; in wasm 56 -> 28 3.5x and 28x28 1.9x faster than the banded path). A plane that fits the stack is copied
- * there between rows of zeros (one copy: the rows are contiguous); a larger one is read in place, all but its first
- * and last output row (stride 1: two each), which read a copy of their input rows (copying the whole band was 40% of
- * a 56 -> 28 layer). Rows shorter than a vector (at least half of one): a vector per row, its lanes past the row's end
- * written over by the next row. Returns 0 when the case does not apply. */
+ * layer; in MobileNet under Node 56 -> 28 2.6x and 28x28 1.3x faster than the banded path). A plane that fits the
+ * stack is copied there between rows of zeros (one copy: the rows are contiguous); a larger one is read in place, all
+ * but its first and last output row (stride 1: two each), which read a copy of their input rows (copying the whole
+ * band was 40% of a 56 -> 28 layer). Rows shorter than a vector (at least half of one): a vector per row, its lanes
+ * past the row's end written over by the next row. Returns 0 when the case does not apply. */
 static int EK_FN(dw_in_place_fits)(const ek_conv_desc *d)
 {
     const size_t IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2], S = d->stride[2];
