@@ -524,47 +524,53 @@ size_t EK_FN(dw_s2_width)(void)
 #endif
 }
 
+#if EK_DW_ROWS && defined(EK_Q8)
+/* RB (4 or 1) rows of outputs of stride S (a constant) by vectors, the first and the last vector of each row masked */
+#define EK_DW3_ROWS(S, RB)                                                                                      \
+    for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))                                                  \
+        EK_FN(dw_block_s##S)(x + r0 * (S) * pw, pw, w, RB, b, y + r0 * ly, ly, c, c == 0 ? m0 : all,              \
+                             c + EK_VL >= nc ? m2 : all);
+
+/* y[r * ly + c] for r < nr, c < nc: the 3x3 taps of stride S (1 or 2) over rows x pw apart, tap kw of output column
+ * c at x[r * S * pw + S * c + kw], taps 0 and 2 masked by m0 in each row's first vector and by m2 in its last: the
+ * loop of dw_rows_s2 (no masks) and dw_rows_edges */
+EK_INLINE void EK_FN(dw3_rows)(const EK_T *x, size_t pw, size_t S, const EK_T *w, EK_T b, EK_T *y, size_t ly,
+                               size_t nr, size_t nc, ek_siv m0, ek_siv m2)
+{
+    const ek_siv all = EK_FN(lane_mask)(EK_VL);
+    size_t r0 = 0, c;
+    if (S == 1) {
+        for (; r0 + 4 <= nr; r0 += 4) EK_DW3_ROWS(1, 4)
+        for (; r0 < nr; ++r0) EK_DW3_ROWS(1, 1)
+    } else {
+        for (; r0 + 4 <= nr; r0 += 4) EK_DW3_ROWS(2, 4)
+        for (; r0 < nr; ++r0) EK_DW3_ROWS(2, 1)
+    }
+}
+#undef EK_DW3_ROWS
+#endif
+
 void EK_FN(dw_rows_s2)(const EK_T *xp, size_t pw, const EK_T *w, EK_T b, EK_T *y, size_t ly, size_t nr, size_t nc)
 {
 #if EK_DW_ROWS && defined(EK_Q8)
     const ek_siv all = EK_FN(lane_mask)(EK_VL);
-    size_t r0 = 0, c;
-    for (; r0 + 4 <= nr; r0 += 4)
-        for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))
-            EK_FN(dw_block_s2)(xp + r0 * 2 * pw, pw, w, 4, b, y + r0 * ly, ly, c, all, all);
-    for (; r0 < nr; ++r0)
-        for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))
-            EK_FN(dw_block_s2)(xp + r0 * 2 * pw, pw, w, 1, b, y + r0 * ly, ly, c, all, all);
+    EK_FN(dw3_rows)(xp, pw, 2, w, b, y, ly, nr, nc, all, all);
 #else
     (void)xp, (void)pw, (void)w, (void)b, (void)y, (void)ly, (void)nr, (void)nc;
 #endif
 }
 
-/* RB (4 or 1) rows of a row of outputs of stride S (a constant), masked at the row's ends */
-#define EK_DW_EDGE_ROWS(S, RB)                                                                                  \
-    for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))                                                  \
-        EK_FN(dw_block_s##S)(x - 1 + r0 * (S) * iw, iw, w, RB, b, y + r0 * nc, nc, c, c == 0 ? m0 : all,        \
-                             c + EK_VL >= nc && right_pad ? m2 : all);
-
 void EK_FN(dw_rows_edges)(const EK_T *x, size_t iw, size_t sh, const EK_T *w, EK_T b, EK_T *y, size_t nc, size_t nr,
                           int right_pad)
 {
 #if EK_DW_ROWS && defined(EK_Q8)
-    const ek_siv all = EK_FN(lane_mask)(EK_VL), m0 = EK_FN(lane_mask)(0);
-    const ek_siv m2 = EK_FN(lane_mask)((nc < EK_VL ? nc : EK_VL) - 1); /* the last output's lane in its vector */
-    size_t r0 = 0, c;
-    if (sh == 1) {
-        for (; r0 + 4 <= nr; r0 += 4) EK_DW_EDGE_ROWS(1, 4)
-        for (; r0 < nr; ++r0) EK_DW_EDGE_ROWS(1, 1)
-    } else {
-        for (; r0 + 4 <= nr; r0 += 4) EK_DW_EDGE_ROWS(2, 4)
-        for (; r0 < nr; ++r0) EK_DW_EDGE_ROWS(2, 1)
-    }
+    /* column -1 masked in each row's first vector; column iw, if padding, in its last (the last output's lane) */
+    const ek_siv m2 = EK_FN(lane_mask)(right_pad ? (nc < EK_VL ? nc : EK_VL) - 1 : EK_VL);
+    EK_FN(dw3_rows)(x - 1, iw, sh, w, b, y, nc, nr, nc, EK_FN(lane_mask)(0), m2);
 #else
     (void)x, (void)iw, (void)sh, (void)w, (void)b, (void)y, (void)nc, (void)nr, (void)right_pad;
 #endif
 }
-#undef EK_DW_EDGE_ROWS
 
 #if EK_VEC
 #define EK_DW_LANES EK_VL /* channels per vector in the depthwise lanes path */
