@@ -13,8 +13,10 @@
  * it a little ahead of their stores); nothing where the compiler has no such builtin */
 #if defined(__GNUC__) || defined(__clang__)
 #define EK_PREFETCH_WRITE(p) __builtin_prefetch((p), 1, 3)
+#define EK_PREFETCH_READ(p) __builtin_prefetch((p), 0, 3)
 #else
 #define EK_PREFETCH_WRITE(p) ((void)(p))
+#define EK_PREFETCH_READ(p) ((void)(p))
 #endif
 /* the cache lines of the n bytes from p, fetched for writing (a macro: this header also goes to cffi's cdef) */
 #define EK_PREFETCH_WRITE_BYTES(p, n) for (size_t ek_b = 0; ek_b < (n); ek_b += 64) EK_PREFETCH_WRITE((const char *)(p) + ek_b)

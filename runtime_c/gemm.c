@@ -1021,10 +1021,17 @@ static void EK_FN(gemm_rows)(size_t M, size_t N, size_t K, EK_T alpha, const EK_
             /* 4 dot products at once: each vector of the A row is loaded once for 4 rows of B^T */
             for (; acs == 1 && j + 4 <= N; j += 4) {
                 const EK_T *b0 = B + j * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+                /* the next 4 rows' lines fetched alongside: a classifier's weights come from L3 or memory, where the
+                 * hardware's prefetcher ramps up again on every row (MobileNet's 512 x 1000 Gemm: 1.05x) */
+                const EK_T *ahead = j + 8 <= N ? b3 + ldb : b0;
                 EK_V s0 = EK_VZERO, s1 = EK_VZERO, s2 = EK_VZERO, s3 = EK_VZERO, av, bv;
                 EK_T part[4][EK_VL], t0 = 0, t1 = 0, t2 = 0, t3 = 0;
                 size_t l;
                 for (k = 0; k + EK_VL <= K; k += EK_VL) {
+                    EK_PREFETCH_READ(ahead + k);
+                    EK_PREFETCH_READ(ahead + ldb + k);
+                    EK_PREFETCH_READ(ahead + 2 * ldb + k);
+                    EK_PREFETCH_READ(ahead + 3 * ldb + k);
                     memcpy(&av, a + k, sizeof av);
                     memcpy(&bv, b0 + k, sizeof bv);
                     s0 += av * bv;
