@@ -16,7 +16,7 @@
 #include <math.h>
 #include <string.h>
 #if defined(__wasm_simd128__) && (defined(__GNUC__) || defined(__clang__)) && !defined(EK_NO_VECTOR_EXT)
-#include <wasm_simd128.h> /* ek_spack_b_q8's widening of int8: clang 14 scalarised the generic vector one */
+#include <wasm_simd128.h> /* where clang 14's code for the generic vectors is slow under V8: int8 widening, pmin/pmax */
 #endif
 
 /* GCC and clang vector extensions give the block loop explicit 16-byte vectors (SSE, NEON, wasm
@@ -38,11 +38,21 @@ typedef int32_t ek_siv __attribute__((vector_size(EK_SVL * 4)));
  * in registers. Narrower targets (wasm, NEON, microcontrollers) keep one loop per B layout and only the cheap
  * epilogues in registers: each copy costs them ~10 kB of code. */
 #define EK_WIDE_TILES (EK_SVL >= 8)
+/* ReLU, Clip, sigmoid, SiLU, HardSigmoid and HardSwish over arrays by explicit vectors (ek_svact_row), where the
+ * compiler's own vectorisation of the scalar functions is slow: wasm, whose constant clamps clang 14 turns into
+ * f32x4.min/max, NaN-exact in V8 at ~8 instructions each (YOLOv8's SiLU epilogues were a sixth of nudenet's time
+ * under Node) */
+#if EK_WIDE_TILES || defined(__wasm_simd128__)
+#define EK_VACT_ROWS 1
+#else
+#define EK_VACT_ROWS 0
+#endif
 typedef double ek_dv __attribute__((vector_size(16)));
 #else
 #define EK_VEC 0
 #define EK_SVL 4
 #define EK_WIDE_TILES 0
+#define EK_VACT_ROWS 0
 #endif
 /* the 3x3 depthwise row kernels (dw_rows_s2, dw_rows_edges) in vector builds whose vectors are registers: 32-bit Arm
  * without NEON (Cortex-M) only emulates them */
@@ -115,37 +125,25 @@ EK_INLINE float ek_sexp1(float x)
     return p * ek_fpow2(h) * ek_fpow2(n - h);
 }
 
+/* erf's Taylor series as x times a polynomial in z = x^2 (11 terms), and the exponent of Numerical Recipes' erfc
+ * less -z, a polynomial in t = 1 / (1 + |x| / 2); on floats or float vectors */
+#define EK_ERF_TAYLOR(z)                                                                                               \
+    (((((((((((z) * 1.4807192816e-08f - 1.6365844691e-07f) * (z) + 1.6462114366e-06f) * (z) - 1.4925650358e-05f) *     \
+    (z) + 1.2055332982e-04f) * (z) - 8.5483270235e-04f) * (z) + 5.2239776254e-03f) * (z) - 2.6866170645e-02f) *        \
+    (z) + 1.1283791671e-01f) * (z) - 3.7612638903e-01f) * (z) + 1.1283791671e+00f)
+#define EK_ERFC_EXPONENT(t)                                                                                            \
+    ((((((((((t) * 0.17087277f - 0.82215223f) * (t) + 1.48851587f) * (t) - 1.13520398f) * (t) + 0.27886807f) * (t)     \
+    - 0.18628806f) * (t) + 0.09678418f) * (t) + 0.37409196f) * (t) + 1.00002368f) * (t) - 1.26551223f)
+
 /* erf(x) within a few ulp, branch-free so a loop over it vectorises: the Taylor series (odd, 11 terms) below
  * |x| = 1, where it has no cancellation; above, 1 - erfc with Numerical Recipes' erfc (fractional error
  * < 1.2e-7, on values <= 0.16) through ek_sexp1. NaN -> NaN, +-inf -> +-1. */
 EK_INLINE float ek_serf1(float x)
 {
     const float a = fabsf(x), z = x * x, t = 1.0f / (1.0f + 0.5f * a);
-    float p = 1.4807192816e-08f, q, far;
-    p = p * z - 1.6365844691e-07f;
-    p = p * z + 1.6462114366e-06f;
-    p = p * z - 1.4925650358e-05f;
-    p = p * z + 1.2055332982e-04f;
-    p = p * z - 8.5483270235e-04f;
-    p = p * z + 5.2239776254e-03f;
-    p = p * z - 2.6866170645e-02f;
-    p = p * z + 1.1283791671e-01f;
-    p = p * z - 3.7612638903e-01f;
-    p = p * z + 1.1283791671e+00f;
-    q = 0.17087277f;
-    q = q * t - 0.82215223f;
-    q = q * t + 1.48851587f;
-    q = q * t - 1.13520398f;
-    q = q * t + 0.27886807f;
-    q = q * t - 0.18628806f;
-    q = q * t + 0.09678418f;
-    q = q * t + 0.37409196f;
-    q = q * t + 1.00002368f;
-    q = q * t - 1.26551223f;
-    far = 1.0f - t * ek_sexp1(q - z);
-    return a < 1.0f ? x * p : (x < 0 ? -far : far);
+    const float far = 1.0f - t * ek_sexp1(EK_ERFC_EXPONENT(t) - z);
+    return a < 1.0f ? x * EK_ERF_TAYLOR(z) : (x < 0 ? -far : far);
 }
-
 
 /* 1 / (1 + e^-v) from e = e^-|v| <= 1 (never overflows); one division, the sign picks the numerator */
 EK_INLINE float ek_ssigmoid1(float v)
@@ -170,18 +168,37 @@ EK_INLINE double ek_dsigmoid1(double v)
         else                                                                                                          \
             for (i = 0; i < n; ++i) { const float v = x[i]; y[i] = (expr); }                                         \
     }
+#ifndef __wasm_simd128__
 EK_SMAP(ek_sexp, ek_sexp1(v))
 EK_SMAP(ek_ssigmoid, ek_ssigmoid1(v))
 EK_SMAP(ek_ssilu, v * ek_ssigmoid1(v))
 EK_SMAP(ek_serf, ek_serf1(v))
+#endif
 #undef EK_SMAP
 
-#if EK_WIDE_TILES /* the vector e^x of the register epilogue */
+#if EK_VACT_ROWS /* the vector e^x of the register epilogue and of ek_svact_row */
 
-/* x < lim ? lim : x (or >), per lane; NaN kept, as the scalar comparisons do */
-EK_INLINE ek_sv ek_svsel(ek_siv m, ek_sv yes, ek_sv no)
+/* x < lo ? lo : x and x > hi ? hi : x per lane, NaN kept as the scalar comparisons keep it. wasm's pmax and pmin are
+ * these selects, one instruction each under V8, where clang 14 turned the selects with constant bounds into
+ * f32x4.max/min (NaN-exact in V8: ~8 instructions) */
+EK_INLINE ek_sv ek_svfloor(ek_sv x, ek_sv lo)
 {
-    return (ek_sv)((m & (ek_siv)yes) | (~m & (ek_siv)no));
+#ifdef __wasm_simd128__
+    return (ek_sv)wasm_f32x4_pmax((v128_t)x, (v128_t)lo);
+#else
+    const ek_siv m = x < lo;
+    return (ek_sv)((m & (ek_siv)lo) | (~m & (ek_siv)x));
+#endif
+}
+
+EK_INLINE ek_sv ek_svceil(ek_sv x, ek_sv hi)
+{
+#ifdef __wasm_simd128__
+    return (ek_sv)wasm_f32x4_pmin((v128_t)x, (v128_t)hi);
+#else
+    const ek_siv m = x > hi;
+    return (ek_sv)((m & (ek_siv)hi) | (~m & (ek_siv)x));
+#endif
 }
 
 /* e^-v, vectors, for the register epilogue's sigmoid and SiLU: ek_sexp1's reduction and polynomial on -v clamped to
@@ -191,8 +208,7 @@ EK_INLINE ek_sv ek_svexp_minus(ek_sv v)
     const ek_sv z = {0}, magic = z + 12582912.0f, lo = z - 88.0f, hi = z + 89.0f;
     ek_sv x = -v, t, r, p;
     ek_siv n;
-    x = ek_svsel(x < lo, lo, x); /* n >= -127: 2^-127 is 0 in the exponent field */
-    x = ek_svsel(x > hi, hi, x);
+    x = ek_svceil(ek_svfloor(x, lo), hi); /* n >= -127: 2^-127 is 0 in the exponent field */
     t = x * 1.44269504088896341f + magic;
     n = (ek_siv)t - (ek_siv)magic;
     t -= magic;
@@ -213,6 +229,116 @@ EK_INLINE ek_sv ek_svsilu(ek_sv v)
 {
     return v / (1.0f + ek_svexp_minus(v));
 }
+
+/* y[i] = act(y[i]) by vectors for the activations whose scalar loops vectorise badly (see EK_VACT_ROWS), the last
+ * few through a zero-padded vector; one loop per activation */
+static void ek_svact_row(float *y, size_t n, int act, float act_a, float act_b)
+{
+    const ek_sv z = {0}, one = z + 1.0f;
+    size_t i = 0;
+    ek_sv v;
+    float t[EK_SVL];
+#define EK_VACT_LOOP(expr)                                                                                             \
+    for (; i + EK_SVL <= n; i += EK_SVL) {                                                                             \
+        memcpy(&v, y + i, sizeof v);                                                                                   \
+        v = (expr);                                                                                                    \
+        memcpy(y + i, &v, sizeof v);                                                                                   \
+    }                                                                                                                  \
+    if (i < n) {                                                                                                       \
+        memset(t, 0, sizeof t);                                                                                        \
+        memcpy(t, y + i, (n - i) * sizeof *t);                                                                         \
+        memcpy(&v, t, sizeof v);                                                                                       \
+        v = (expr);                                                                                                    \
+        memcpy(t, &v, sizeof v);                                                                                       \
+        memcpy(y + i, t, (n - i) * sizeof *t);                                                                         \
+    }
+    switch (act) {
+    case EK_ACT_RELU:
+        EK_VACT_LOOP(ek_svfloor(v, z))
+        break;
+    case EK_ACT_CLIP: /* min(max(v, a), b) */
+        EK_VACT_LOOP(ek_svceil(ek_svfloor(v, z + act_a), z + act_b))
+        break;
+    case EK_ACT_SIGMOID:
+        EK_VACT_LOOP(ek_svsigmoid(v))
+        break;
+    case EK_ACT_SILU:
+        EK_VACT_LOOP(ek_svsilu(v))
+        break;
+    case EK_ACT_HARDSIGMOID: /* as act1: clamp01(a * v + b) */
+        EK_VACT_LOOP(ek_svceil(ek_svfloor(v * act_a + act_b, z), one))
+        break;
+    case EK_ACT_HARDSWISH: /* v * clamp01(v / 6 + 0.5) */
+        EK_VACT_LOOP(v * ek_svceil(ek_svfloor(v / 6.0f + 0.5f, z), one))
+        break;
+    default:
+        break;
+    }
+#undef EK_VACT_LOOP
+}
+
+#ifdef __wasm_simd128__
+/* ek_serf1 on 4 lanes, both of its branches, e^(q - z) by ek_svexp_minus (0 below e^-87.3, where erf is +-1 anyway);
+ * clang 14's vectorisation of ek_serf1 spent half its time in f32x4.min/max */
+EK_INLINE ek_sv ek_sverf(ek_sv x)
+{
+    const ek_sv a = (ek_sv)((ek_siv)x & 0x7fffffff), z = x * x, t = 1.0f / (1.0f + 0.5f * a);
+    const ek_sv far = (ek_sv)((ek_siv)(1.0f - t * ek_svexp_minus(z - EK_ERFC_EXPONENT(t))) | ((ek_siv)x & ~0x7fffffff));
+    return (ek_sv)wasm_v128_bitselect((v128_t)(x * EK_ERF_TAYLOR(z)), (v128_t)far, (v128_t)(a < 1.0f));
+}
+
+/* ek_sexp1 on 4 lanes, the same operations in the same order (its results exactly) */
+EK_INLINE ek_sv ek_svexp(ek_sv x)
+{
+    const ek_sv z = {0}, magic = z + 12582912.0f;
+    ek_sv t, r, p;
+    ek_siv n, h;
+    x = ek_svceil(ek_svfloor(x, z - 104.0f), z + 88.8f);
+    t = x * 1.44269504088896341f + magic;
+    n = (ek_siv)t - (ek_siv)magic;
+    t -= magic;
+    r = EK_EXPF_REDUCED(x, t);
+    p = EK_EXPF_POLY(r, z);
+    h = ((n + 256) >> 1) - 128; /* n / 2 rounded down, as ek_sexp1's */
+    return p * (ek_sv)((h + 127) << 23) * (ek_sv)((n - h + 127) << 23);
+}
+
+/* ek_ssigmoid1 on 4 lanes (its results exactly: denormals kept, unlike ek_svsigmoid's) */
+EK_INLINE ek_sv ek_svsigmoid_exact(ek_sv v)
+{
+    const ek_sv z = {0}, e = ek_svexp((ek_sv)((ek_siv)v | ~0x7fffffff)); /* e^-|v| */
+    return (ek_sv)wasm_v128_bitselect((v128_t)(z + 1.0f), (v128_t)e, (v128_t)(v >= z)) / (1.0f + e);
+}
+
+EK_INLINE ek_sv ek_svsilu_exact(ek_sv v)
+{
+    return v * ek_svsigmoid_exact(v);
+}
+
+EK_INLINE float ek_ssilu1(float v)
+{
+    return v * ek_ssigmoid1(v);
+}
+
+/* y[i] = f(x[i]) by vectors (vf), the last few by the scalar function (sf); x == y allowed */
+#define EK_VMAP(name, vf, sf)                                                                                          \
+    void name(const float *x, float *y, size_t n)                                                                      \
+    {                                                                                                                  \
+        size_t i;                                                                                                      \
+        ek_sv v;                                                                                                       \
+        for (i = 0; i + EK_SVL <= n; i += EK_SVL) {                                                                    \
+            memcpy(&v, x + i, sizeof v);                                                                               \
+            v = vf(v);                                                                                                 \
+            memcpy(y + i, &v, sizeof v);                                                                               \
+        }                                                                                                              \
+        for (; i < n; ++i) y[i] = sf(x[i]);                                                                            \
+    }
+EK_VMAP(ek_serf, ek_sverf, ek_serf1)
+EK_VMAP(ek_sexp, ek_svexp, ek_sexp1)
+EK_VMAP(ek_ssigmoid, ek_svsigmoid_exact, ek_ssigmoid1)
+EK_VMAP(ek_ssilu, ek_svsilu_exact, ek_ssilu1)
+#undef EK_VMAP
+#endif
 #endif
 
 #define EK_T float
@@ -695,6 +821,13 @@ void EK_FN(act)(EK_T *y, size_t n, int act, EK_T act_a, EK_T act_b)
 {
     size_t i;
     if (act == EK_ACT_NONE) return;
+#if EK_VACT_ROWS
+    if (sizeof(EK_T) == 4 && (act == EK_ACT_RELU || act == EK_ACT_CLIP || act == EK_ACT_SIGMOID || act == EK_ACT_SILU ||
+                              act == EK_ACT_HARDSIGMOID || act == EK_ACT_HARDSWISH)) {
+        ek_svact_row((float *)y, n, act, (float)act_a, (float)act_b);
+        return;
+    }
+#endif
     if (act == EK_ACT_RELU) {
         for (i = 0; i < n; ++i) y[i] = y[i] < 0 ? (EK_T)0 : y[i];
         return;
@@ -756,6 +889,18 @@ static void EK_FN(pack_b_trans)(EK_T *bp, const EK_T *B, size_t ldb, size_t k0, 
 EK_INLINE EK_V EK_FN(vact_clamp)(EK_V t, int act, EK_V lo, EK_V hi)
 {
     const EK_V z = EK_VZERO;
+#ifdef __wasm_simd128__ /* pmax and pmin (see ek_svfloor): clang 14 made the ReLU's select an f32x4.max */
+#define EK_VFLOOR(x, m)                                                                                                \
+    ((EK_V)(sizeof(EK_T) == 4 ? wasm_f32x4_pmax((v128_t)(x), (v128_t)(m)) : wasm_f64x2_pmax((v128_t)(x), (v128_t)(m))))
+#define EK_VCEIL(x, m)                                                                                                 \
+    ((EK_V)(sizeof(EK_T) == 4 ? wasm_f32x4_pmin((v128_t)(x), (v128_t)(m)) : wasm_f64x2_pmin((v128_t)(x), (v128_t)(m))))
+    if (act == EK_ACT_RELU) /* x < 0 ? 0 : x */
+        return EK_VFLOOR(t, z);
+    if (act == EK_ACT_CLIP) /* min(max(x, a), b) */
+        return EK_VCEIL(EK_VFLOOR(t, lo), hi);
+#undef EK_VFLOOR
+#undef EK_VCEIL
+#else
     typedef __typeof__(z < z) mask;
     if (act == EK_ACT_RELU) /* x < 0 ? 0 : x */
         return (EK_V)((mask)t & ~(t < z));
@@ -763,6 +908,7 @@ EK_INLINE EK_V EK_FN(vact_clamp)(EK_V t, int act, EK_V lo, EK_V hi)
         t = (EK_V)(((mask)lo & (t < lo)) | ((mask)t & ~(t < lo)));
         t = (EK_V)(((mask)hi & (t > hi)) | ((mask)t & ~(t > hi)));
     }
+#endif
     return t;
 }
 
