@@ -164,7 +164,7 @@ static void EK_FN(im2col)(const ek_conv_desc *d, size_t cg, const EK_T *x, EK_T 
                                 if (sw == 1)
                                     memcpy(out, src, len * sizeof(EK_T));
                                 else if (sw == 2)
-                                    for (t = 0; t < len; ++t) out[t] = src[2 * t];
+                                    for (t = EK_FN(copy_evens)(out, src, len); t < len; ++t) out[t] = src[2 * t];
                                 else
                                     for (t = 0; t < len; ++t) out[t] = src[t * sw];
                             }
@@ -581,7 +581,8 @@ static void EK_FN(phase_row)(EK_T *row, size_t len, const EK_T *xr, size_t parit
     const EK_T *src = j1 > j0 ? xr + 2 * j0 + parity - pad : NULL;
     size_t j;
     for (j = 0; j < j0 && j < len; ++j) row[j] = 0;
-    for (j = j0; j < j1; ++j) row[j] = src[2 * (j - j0)];
+    j = j0 + (j1 > j0 ? EK_FN(copy_evens)(row + j0, src, j1 - j0) : 0);
+    for (; j < j1; ++j) row[j] = src[2 * (j - j0)];
     for (j = j1 > j0 ? j1 : (j0 < len ? j0 : len); j < len; ++j) row[j] = 0;
 }
 

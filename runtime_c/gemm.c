@@ -654,6 +654,23 @@ size_t EK_FN(dw_s2_width)(void)
 #endif
 }
 
+size_t EK_FN(copy_evens)(EK_T *out, const EK_T *src, size_t n)
+{
+    size_t t = 0;
+#if EK_DW_ROWS && defined(EK_Q8)
+    EK_V lo, hi, v;
+    for (; t + EK_VL < n; t += EK_VL) { /* the pair's last lane, src[2 (t + vl) - 1], lies before src[2 (n - 1)] */
+        memcpy(&lo, src + 2 * t, sizeof lo);
+        memcpy(&hi, src + 2 * t + EK_VL, sizeof hi);
+        v = EK_UNZIP_EVEN(lo, hi);
+        memcpy(out + t, &v, sizeof v);
+    }
+#else
+    (void)out, (void)src, (void)n;
+#endif
+    return t;
+}
+
 #if EK_DW_ROWS && defined(EK_Q8)
 /* RB (4 or 1) rows of outputs of stride S (a constant) by vectors, the first and the last vector of each row masked */
 #define EK_DW3_ROWS(S, RB)                                                                                      \
