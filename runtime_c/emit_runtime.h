@@ -108,11 +108,6 @@ int ek_ddw_rows(const double *xp, size_t pw, size_t sh, const double *w, size_t 
 size_t ek_sdw_s2_width(void);
 void ek_sdw_rows_s2(const float *xp, size_t pw, const float *w, float b, float *y, size_t ly, size_t nr, size_t nc);
 size_t ek_ddw_s2_width(void);
-/* out[t] = src[2t] for the first t < n by unzipped pairs of vectors (float vector builds), reading src[0 .. 2n - 1)
- * only; returns how many it wrote (0 elsewhere), the caller copies the rest. A strided loop was a gather in wasm (a
- * lane extract, a load and an insert per element under V8) */
-size_t ek_scopy_evens(float *out, const float *src, size_t n);
-size_t ek_dcopy_evens(double *out, const double *src, size_t n);
 void ek_ddw_rows_s2(const double *xp, size_t pw, const double *w, double b, double *y, size_t ly, size_t nr,
                     size_t nc);
 /* The same, stride sh (1 or 2) both ways, over rows of x read in place (iw apart) with one column of zero padding on
@@ -123,6 +118,11 @@ void ek_sdw_rows_edges(const float *x, size_t iw, size_t sh, const float *w, flo
                        int right_pad);
 void ek_ddw_rows_edges(const double *x, size_t iw, size_t sh, const double *w, double b, double *y, size_t nc,
                        size_t nr, int right_pad);
+/* out[t] = src[2t] for the first t < n by unzipped pairs of vectors (float vector builds), reading src[0 .. 2n - 1)
+ * only; returns how many it wrote (0 elsewhere), the caller copies the rest. A strided loop was a gather in wasm (a
+ * lane extract, a load and an insert per element under V8) */
+size_t ek_scopy_evens(float *out, const float *src, size_t n);
+size_t ek_dcopy_evens(double *out, const double *src, size_t n);
 /* A depthwise convolution's taps for ek_sdw_lane_count() channels at once (conv.c's path for small planes), each
  * element of xp, w, b and yo a vector of lanes, lane l the block's channel l: with L lanes, yo[(r * nc + c) * L + l]
  * = b[l] + the sum over kh, kw < k of w[(kh * k + kw) * L + l] * xp[((r * sh + kh) * pw + c * sw + kw) * L + l], for
