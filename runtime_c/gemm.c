@@ -152,6 +152,11 @@ EK_INLINE float ek_ssigmoid1(float v)
     return (v >= 0 ? 1.0f : e) / (1.0f + e);
 }
 
+EK_INLINE float ek_ssilu1(float v)
+{
+    return v * ek_ssigmoid1(v);
+}
+
 EK_INLINE double ek_dsigmoid1(double v)
 {
     return 1.0 / (1.0 + exp(-v));
@@ -171,7 +176,7 @@ EK_INLINE double ek_dsigmoid1(double v)
 #ifndef __wasm_simd128__
 EK_SMAP(ek_sexp, ek_sexp1(v))
 EK_SMAP(ek_ssigmoid, ek_ssigmoid1(v))
-EK_SMAP(ek_ssilu, v * ek_ssigmoid1(v))
+EK_SMAP(ek_ssilu, ek_ssilu1(v))
 EK_SMAP(ek_serf, ek_serf1(v))
 #endif
 #undef EK_SMAP
@@ -313,11 +318,6 @@ EK_INLINE ek_sv ek_svsigmoid_exact(ek_sv v)
 EK_INLINE ek_sv ek_svsilu_exact(ek_sv v)
 {
     return v * ek_svsigmoid_exact(v);
-}
-
-EK_INLINE float ek_ssilu1(float v)
-{
-    return v * ek_ssigmoid1(v);
 }
 
 /* y[i] = f(x[i]) by vectors (vf), the last few by the scalar function (sf); x == y allowed */
