@@ -6,9 +6,8 @@
  * depthwise one (one input channel per group) runs on bands of padded rows copied to the stack (flat sums over the
  * band; 3x3 stride 2 in vector builds straight from the rows, tap vectors unzipped in registers, read in place from x
  * when padded by 1; other stride 2 split into phase planes) or, for rows wider than 160, row by row; a stride-1 2-D
- * one with rows long
- * enough (or a stride-2 one, split in 4 phase planes) runs the GEMM on shifted windows of a padded band of input rows
- * in the caller's scratch (d->tile output rows per band); any other is im2col of d->tile output pixels at a time into
+ * one with rows long enough (or a stride-2 one, split in column planes) runs the GEMM on shifted windows of a padded
+ * band of input rows in the caller's scratch (d->tile output rows per band); any other is im2col of d->tile output pixels at a time into
  * the caller's scratch, then GEMM with the bias + activation epilogue. ConvTranspose: GEMM W^T X for d->tile input
  * pixels at a time, then col2im scatter-adds the columns into y.
  *
@@ -35,7 +34,7 @@ static int ek_conv_windows_in_place(const ek_conv_desc *d)
            (d->out[2] - 1) * d->stride[2] + d->k[2] <= d->in[2];
 }
 
-static int ek_conv_phases(const ek_conv_desc *d) /* stride 2 both ways, undilated: windows over phase planes */
+static int ek_conv_phases(const ek_conv_desc *d) /* stride 2 both ways, undilated: windows over column planes */
 {
     return d->stride[1] == 2 && d->stride[2] == 2 && d->dil[1] == 1 && d->dil[2] == 1;
 }
@@ -52,11 +51,16 @@ static int ek_conv_by_windows(const ek_conv_desc *d)
            d->pad[1] >= 0 && d->pad[2] >= 0 && d->tile > 0;
 }
 
-/* the windows path's padded row length and its band's input rows (stride 2: of each phase plane), for d->tile
- * output rows */
+/* the windows path's padded row length and its band's input rows (stride 2: of each column plane), for d->tile
+ * output rows; and its planes per input channel */
 static size_t ek_conv_band_row(const ek_conv_desc *d)
 {
-    return ek_conv_phases(d) ? d->out[2] + (d->k[2] - 1) / 2 : d->out[2] + (d->k[2] - 1) * d->dil[2];
+    return ek_conv_phases(d) ? d->out[2] : d->out[2] + (d->k[2] - 1) * d->dil[2];
+}
+
+static size_t ek_conv_band_planes(const ek_conv_desc *d)
+{
+    return ek_conv_phases(d) ? 2 * d->k[2] : 1;
 }
 
 static size_t ek_conv_band_rows_in(const ek_conv_desc *d)
@@ -87,11 +91,11 @@ size_t ek_conv_scratch(const ek_conv_desc *d)
                4 * d->tile * tw;
     }
     if (ek_conv_pointwise(d) || cg == 1) return 0;
-    if (ek_conv_by_windows(d)) { /* the padded band of cg channels (stride 2: 4 phase planes each), then the band's
-                                  * mg output rows of that length */
+    if (ek_conv_by_windows(d)) { /* the padded band of cg channels (stride 2: 2 * KW column planes each), then, for
+                                  * stride 1, the band's mg output rows of that length */
         const size_t pw = ek_conv_band_row(d);
-        return cg * (ek_conv_phases(d) ? 4 : 1) * ek_conv_band_rows_in(d) * pw +
-               d->m / d->group * ((d->tile - 1) * pw + d->out[2]);
+        return cg * ek_conv_band_planes(d) * ek_conv_band_rows_in(d) * pw +
+               (ek_conv_phases(d) ? 0 : d->m / d->group * ((d->tile - 1) * pw + d->out[2]));
     }
     return cg * d->k[0] * d->k[1] * d->k[2] * d->tile;
 }
@@ -164,7 +168,7 @@ static void EK_FN(im2col)(const ek_conv_desc *d, size_t cg, const EK_T *x, EK_T 
                                 if (sw == 1)
                                     memcpy(out, src, len * sizeof(EK_T));
                                 else if (sw == 2)
-                                    for (t = EK_FN(copy_evens)(out, src, len); t < len; ++t) out[t] = src[2 * t];
+                                    EK_FN(copy_evens)(out, src, len, xr, xr + IW);
                                 else
                                     for (t = 0; t < len; ++t) out[t] = src[t * sw];
                             }
@@ -247,6 +251,10 @@ static void EK_FN(phase_split)(EK_T *even, EK_T *odd, size_t ws, const EK_T *xr,
     for (j = o1; j < ws; ++j) odd[j] = 0;
 }
 
+/* the activation left to apply after gemm.c's depthwise kernels dw_rows_s2, dw_rows_edges and dw_lanes, which apply
+ * ReLU and Clip as they store */
+#define EK_DW_ACT_REST(act) ((act) == EK_ACT_RELU || (act) == EK_ACT_CLIP ? EK_ACT_NONE : (act))
+
 #ifndef EK_DW_BAND /* elements of each of the two stack buffers of the banded path: padded input rows, outputs */
 #if defined(__arm__) && !defined(__aarch64__)
 #define EK_DW_BAND 512 /* 32-bit Arm (Cortex-M): keep the stack frame at 4 KiB */
@@ -297,7 +305,7 @@ static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w,
     const size_t pw = (size_t)d->pad[2];
     EK_T xp[EK_DW_BAND], yp[EK_DW_BAND];
     size_t band, oh0, r, c0, c1, oh, q, nq, kh, kw, hs = 0;
-    int phases, s2, direct = 0;
+    int phases, s2, direct = 0, rest = act; /* rest: the activation still to apply */
     if (d->k[0] != 1 || d->k[1] != K || K > 7 || d->dil[1] != 1 || d->dil[2] != 1 || (SH != S && S != 1) ||
         (SH != 1 && SH != 2) || K * PW > EK_DW_BAND || d->pad[0] != 0 || d->pad[1] < 0 || d->pad[2] < 0)
         return 0;
@@ -339,7 +347,8 @@ static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w,
         if (S == 1) { /* straight into y, or into yp for the copy below */
             direct = EK_FN(dw_rows)(xp, PW, SH, w, K, b, y + oh0 * OW, OW, yp, bh, OW);
         } else if (s2) {
-            EK_FN(dw_rows_s2)(xp, PW, w, b, y + oh0 * OW, OW, bh, OW);
+            EK_FN(dw_rows_s2)(xp, PW, w, b, y + oh0 * OW, OW, bh, OW, act, act_a, act_b);
+            rest = EK_DW_ACT_REST(act);
             direct = 1;
         } else {
             switch (phases ? K : K * 4 + S) { /* constant K and S in the common cases */
@@ -357,7 +366,7 @@ static int EK_FN(dw_banded)(const ek_conv_desc *d, const EK_T *x, const EK_T *w,
             }
         }
         for (oh = 0; oh < bh && !direct; ++oh) memcpy(y + (oh0 + oh) * OW, yp + oh * lp, OW * sizeof(EK_T));
-        EK_FN(act)(y + oh0 * OW, bh * OW, act, act_a, act_b); /* while the band is in L1 */
+        EK_FN(act)(y + oh0 * OW, bh * OW, rest, act_a, act_b); /* while the band is in L1 */
     }
     return 1;
 }
@@ -420,8 +429,9 @@ static int EK_FN(dw_by_lanes)(const ek_conv_desc *d, const EK_T *x, const EK_T *
             } else {
                 for (t = 0; t < rows * PW * L; ++t) xp[t] = 0;
             }
-            EK_FN(dw_lanes)(xp, PW, SH, SW, wl, K, bl, st, bh, OW);
-            EK_FN(act)(st, bh * OW * L, act, act_a, act_b); /* one call for the lanes, not one per channel */
+            EK_FN(dw_lanes)(xp, PW, SH, SW, wl, K, bl, st, bh, OW, act, act_a, act_b);
+            /* one call for the lanes, not one per channel */
+            EK_FN(act)(st, bh * OW * L, EK_DW_ACT_REST(act), act_a, act_b);
             EK_FN(dw_deinterleave)(y + (c0 * OH + oh0) * OW, OH * OW, st, nl, bh * OW);
         }
     }
@@ -472,6 +482,7 @@ static int EK_FN(dw_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_T *
     const int right_pad = PW > IW + 1;
     const size_t edge = S == 1 ? 2 : 1, rows = (edge - 1) * S + 3; /* output rows at each end, their input rows */
     EK_T xs[EK_DW_BAND], ys[2 * EK_DW_IN_PLACE_MAX_OW + EK_DW_LANES_MAX]; /* xs: >= 4 * (2 * MAX_OW + 1) + tail */
+    const int rest = EK_DW_ACT_REST(act); /* dw_rows_edges applies ReLU and Clip as it stores */
     size_t e, r, t, n;
     if (!EK_FN(dw_in_place_fits)(d)) return 0;
     if ((IH + 2) * IW <= EK_DW_COPY_PLANE) { /* the plane between rows of zeros on the stack */
@@ -479,19 +490,20 @@ static int EK_FN(dw_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_T *
         memcpy(xs + 1 + IW, x, IH * IW * sizeof(EK_T));
         for (t = 1 + (IH + 1) * IW; t < 1 + (IH + 2) * IW + EK_DW_TAIL; ++t) xs[t] = 0;
         n = OW < vl ? OH - 1 : OH; /* the last row's vector would write past the plane: through ys */
-        EK_FN(dw_rows_edges)(xs + 1, IW, S, w, b, y, OW, n, right_pad);
+        EK_FN(dw_rows_edges)(xs + 1, IW, S, w, b, y, OW, n, right_pad, act, act_a, act_b);
         if (n < OH) {
-            EK_FN(dw_rows_edges)(xs + 1 + n * S * IW, IW, S, w, b, ys, OW, 1, right_pad);
+            EK_FN(dw_rows_edges)(xs + 1 + n * S * IW, IW, S, w, b, ys, OW, 1, right_pad, act, act_a, act_b);
             memcpy(y + n * OW, ys, OW * sizeof(EK_T));
         }
-        EK_FN(act)(y, OH * OW, act, act_a, act_b);
+        EK_FN(act)(y, OH * OW, rest, act_a, act_b);
         return 1;
     }
     /* output rows edge .. OH-1-edge read input rows S*edge - 1 = 1 .. S*(OH-1-edge) + 1 <= IH - 2, so the element
      * before them and those after them that a vector reads (at most 2 * (vl - OW) + 2 <= IW) are in the plane; the
      * last row's vector writes past it into row OH - edge, written after */
     if (OH > 2 * edge)
-        EK_FN(dw_rows_edges)(x + (S * edge - 1) * IW, IW, S, w, b, y + edge * OW, OW, OH - 2 * edge, right_pad);
+        EK_FN(dw_rows_edges)(x + (S * edge - 1) * IW, IW, S, w, b, y + edge * OW, OW, OH - 2 * edge, right_pad, act,
+                             act_a, act_b);
     for (e = 0; e < 2; ++e) { /* the first output rows (a row of padding above), the last (stride 1: one below) */
         const ptrdiff_t ih0 = e ? (ptrdiff_t)((OH - edge) * S) - 1 : -1;
         xs[0] = 0;
@@ -503,10 +515,10 @@ static int EK_FN(dw_in_place)(const ek_conv_desc *d, const EK_T *x, const EK_T *
                 for (t = 0; t < IW; ++t) xs[1 + r * IW + t] = 0;
         }
         for (t = 0; t < EK_DW_TAIL; ++t) xs[1 + rows * IW + t] = 0;
-        EK_FN(dw_rows_edges)(xs + 1, IW, S, w, b, ys, OW, edge, right_pad);
+        EK_FN(dw_rows_edges)(xs + 1, IW, S, w, b, ys, OW, edge, right_pad, act, act_a, act_b);
         memcpy(y + (e ? OH - edge : 0) * OW, ys, edge * OW * sizeof(EK_T));
     }
-    EK_FN(act)(y, OH * OW, act, act_a, act_b);
+    EK_FN(act)(y, OH * OW, rest, act_a, act_b);
     return 1;
 }
 
@@ -570,19 +582,17 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
     }
 }
 
-/* row[j] = xr[2j + parity - pad], zero outside the in input pixels (xr NULL: all zero): one column phase of a
- * stride-2 band's padded input row */
-static void EK_FN(phase_row)(EK_T *row, size_t len, const EK_T *xr, size_t parity, size_t pad, size_t in)
+/* row[j] = xr[2j + col - pad], zero outside the in input pixels (xr NULL: all zero): tap column col's plane row of a
+ * stride-2 band */
+static void EK_FN(phase_row)(EK_T *row, size_t len, const EK_T *xr, size_t col, size_t pad, size_t in)
 {
-    /* [j0, j1): the j whose column 2j + parity - pad is an input pixel; a plain strided copy between zeros */
-    const size_t j0 = pad > parity ? (pad - parity + 1) / 2 : 0;
-    const size_t end = pad + in > parity ? (pad + in - parity + 1) / 2 : 0;
+    /* [j0, j1): the j whose column 2j + col - pad is an input pixel; a plain strided copy between zeros */
+    const size_t j0 = pad > col ? (pad - col + 1) / 2 : 0;
+    const size_t end = pad + in > col ? (pad + in - col + 1) / 2 : 0;
     const size_t j1 = xr == NULL || end < j0 ? j0 : end < len ? end : len;
-    const EK_T *src = j1 > j0 ? xr + 2 * j0 + parity - pad : NULL;
     size_t j;
     for (j = 0; j < j0 && j < len; ++j) row[j] = 0;
-    j = j0 + (j1 > j0 ? EK_FN(copy_evens)(row + j0, src, j1 - j0) : 0);
-    for (; j < j1; ++j) row[j] = src[2 * (j - j0)];
+    if (j1 > j0) EK_FN(copy_evens)(row + j0, xr + 2 * j0 + col - pad, j1 - j0, xr, xr + in);
     for (j = j1 > j0 ? j1 : (j0 < len ? j0 : len); j < len; ++j) row[j] = 0;
 }
 
@@ -590,23 +600,25 @@ static void EK_FN(phase_row)(EK_T *row, size_t len, const EK_T *xr, size_t parit
  * their zero padding into scratch, all of them PW = OW + (KW-1)*dil long, so tap (ci, kh, kw) of output (r, ow) is
  * element r*PW + ow of the window at ci*rows_in*PW + kh*dil*PW + kw*dil. The GEMM packs those windows straight
  * (no im2col: K = cg*KH*KW copies of every pixel) into outputs PW apart; their first OW columns are the output.
- * Stride 2: each channel's band is split into 4 phase planes (row parity, column parity) of PW = OW + (KW-1)/2,
- * where tap (kh, kw) of output (r, ow) is plane (kh & 1, kw & 1) at (r + kh/2)*PW + ow + kw/2: the same
- * contiguous windows, from a copy KH*KW/4 times smaller than im2col's. */
+ * Stride 2: each channel's band is copied into 2*KW column planes of PW = OW, plane (a, kw) holding the input columns
+ * 2*ow + kw - pad of the rows of parity a, where tap (kh, kw) of output (r, ow) is plane (kh & 1, kw) at
+ * (r + kh/2)*PW + ow: contiguous windows from a copy KH/2 times smaller than im2col's, whose columns are y's, so the
+ * GEMM writes y itself (4 phase planes, a copy KW/2 times smaller, took outputs OW + (KW-1)/2 apart through scratch:
+ * their copy to y cost 1.05-1.3x as much with AVX-512 as the larger planes, 1.05-1.15x under V8, on the stems and
+ * YOLO's downsampling layers alike). */
 static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
                                 EK_T *scratch, int act, EK_T act_a, EK_T act_b)
 {
     const size_t cg = d->c / d->group, mg = d->m / d->group, IH = d->in[1], IW = d->in[2];
     const size_t OH = d->out[1], OW = d->out[2], PW = ek_conv_band_row(d), rows_in = ek_conv_band_rows_in(d);
-    const size_t pw0 = (size_t)d->pad[2], K = cg * d->k[1] * d->k[2];
+    const size_t pw0 = (size_t)d->pad[2], KW = d->k[2], K = cg * d->k[1] * KW, planes = ek_conv_band_planes(d);
     const int phases = ek_conv_phases(d);
-    const size_t planes = phases ? 4 : 1;
     EK_T *band = scratch, *out = scratch + cg * planes * rows_in * PW;
     ek_windows win;
-    size_t oh0, ci, r, m, c0, c1, a;
+    size_t oh0, ci, r, m, c0, c1, a, kw;
     ek_conv_padded_cols(pw0, IW, PW, &c0, &c1);
-    win.ch_stride = planes * rows_in * PW, win.kh = d->k[1], win.kw = d->k[2];
-    win.row_step = d->dil[1] * PW, win.col_step = d->dil[2], win.phase_stride = phases ? rows_in * PW : 0;
+    win.ch_stride = planes * rows_in * PW, win.kh = d->k[1], win.kw = KW, win.row_step = d->dil[1] * PW;
+    win.col_step = d->dil[2], win.phase_stride = phases ? rows_in * PW : 0;
     for (oh0 = 0; oh0 < OH; oh0 += d->tile) {
         const size_t bh = OH - oh0 < d->tile ? OH - oh0 : d->tile, np = (bh - 1) * PW + OW;
         const size_t rin = phases ? bh + (d->k[1] - 1) / 2 : bh + (d->k[1] - 1) * d->dil[1];
@@ -616,9 +628,8 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
                     for (a = 0; a < 2; ++a) {
                         const ptrdiff_t ih = (ptrdiff_t)(2 * (oh0 + r) + a) - d->pad[1];
                         const EK_T *xr = ih >= 0 && ih < (ptrdiff_t)IH ? x + (ci * IH + (size_t)ih) * IW : NULL;
-                        EK_T *plane = band + (ci * 4 + 2 * a) * rows_in * PW + r * PW;
-                        EK_FN(phase_row)(plane, PW, xr, 0, pw0, IW);
-                        EK_FN(phase_row)(plane + rows_in * PW, PW, xr, 1, pw0, IW);
+                        EK_T *plane = band + (ci * planes + a * KW) * rows_in * PW + r * PW;
+                        for (kw = 0; kw < KW; ++kw) EK_FN(phase_row)(plane + kw * rows_in * PW, PW, xr, kw, pw0, IW);
                     }
                     continue;
                 }
@@ -629,6 +640,10 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
                                       c1);
                 }
             }
+        if (phases) { /* the band's columns are y's */
+            EK_FN(gemm_conv)(mg, np, K, w, d->packed, band, 0, &win, bias, y + oh0 * OW, OH * OW, act, act_a, act_b);
+            continue;
+        }
         EK_FN(gemm_conv)(mg, np, K, w, d->packed, band, 0, &win, bias, out, np, act, act_a, act_b);
         for (m = 0; m < mg; ++m) {
             if (m + 2 < mg) /* the band's rows of y two channels on, cold in cache: 10-15% of a stem conv's time */
@@ -641,6 +656,7 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
 #undef EK_DW_BAND
 #undef EK_DW_PLANE
 #undef EK_DW_PHASES
+#undef EK_DW_ACT_REST
 
 /* Winograd's transforms over n tiles, on restrict pointers so that the compiler vectorises them without checking
  * that the streams do not overlap: B along a strip of B^T-transformed rows (tile j at column 2j) into v0..v3, and

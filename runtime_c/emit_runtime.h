@@ -47,14 +47,13 @@ void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size
                  size_t ldb, int transB, const float *bscale, size_t bscale_ks, size_t bscale_ns, float beta,
                  const float *bias, size_t bias_rs, size_t bias_cs, float *C, size_t ldc, int act, float act_a,
                  float act_b);
-/* B of a stride-1 (or, split in phase planes, stride-2) convolution without im2col: row k = (ci, kh, kw) of the
+/* B of a stride-1 (or, split in column planes, stride-2) convolution without im2col: row k = (ci, kh, kw) of the
  * implicit column matrix is the contiguous window x + ci*ch_stride + kh*row_step + kw*col_step of a zero-padded input
  * whose rows all have the same length, so column p of every row belongs to the same output position. */
 typedef struct {
     size_t ch_stride, kh, kw, row_step, col_step;
-    size_t phase_stride; /* stride 2: each channel is 4 phase planes this far apart (row parity * 2 + column parity),
-                          * tap (kh, kw) at plane (kh & 1, kw & 1) + (kh >> 1) * row_step + (kw >> 1) * col_step;
-                          * 0 for stride 1 */
+    size_t phase_stride; /* stride 2: each channel is 2 * kw column planes this far apart (row parity, tap column),
+                          * tap (kh, kw) at plane (kh & 1, kw) + (kh >> 1) * row_step; 0 for stride 1 */
 } ek_windows;
 /* Weights packed at export time for the GEMM's micro-kernel: an M x K matrix as ceil(M / R) groups of R rows, the
  * last padded with zero rows, each group stored k-major: element (i, k) at (i / R) * R * K + k * R + i % R
@@ -104,36 +103,39 @@ int ek_ddw_rows(const double *xp, size_t pw, size_t sh, const double *w, size_t 
 
 /* A 3x3 depthwise convolution of stride 2 both ways: y[r * ly + c] = b + the sum over kh, kw < 3 of w[kh * 3 + kw] *
  * xp[(2r + kh) * pw + 2c + kw], for r < nr and c < nc, where nc >= ek_sdw_s2_width() (0: builds without it, which
- * must not call it). Reads columns up to 2nc + 1 of each row: one element past the last row when pw = 2nc + 1. */
+ * must not call it), then ReLU or Clip(act_a, act_b) if act says so (any other act: the caller applies it). Reads
+ * columns up to 2nc + 1 of each row: one element past the last row when pw = 2nc + 1. */
 size_t ek_sdw_s2_width(void);
-void ek_sdw_rows_s2(const float *xp, size_t pw, const float *w, float b, float *y, size_t ly, size_t nr, size_t nc);
+void ek_sdw_rows_s2(const float *xp, size_t pw, const float *w, float b, float *y, size_t ly, size_t nr, size_t nc,
+                    int act, float act_a, float act_b);
 size_t ek_ddw_s2_width(void);
 void ek_ddw_rows_s2(const double *xp, size_t pw, const double *w, double b, double *y, size_t ly, size_t nr,
-                    size_t nc);
+                    size_t nc, int act, double act_a, double act_b);
 /* The same, stride sh (1 or 2) both ways, over rows of x read in place (iw apart) with one column of zero padding on
  * the left: y[r * nc + c] = b + the sum over kh, kw < 3 of w[kh * 3 + kw] * x[(r * sh + kh) * iw + c * sh + kw - 1],
  * column -1 zero and so is column iw when right_pad, for r < nr, c < nc (nc >= ek_sdw_s2_width()). Reads x[-1] and
  * up to two elements past the end of the last row it reads. */
 void ek_sdw_rows_edges(const float *x, size_t iw, size_t sh, const float *w, float b, float *y, size_t nc, size_t nr,
-                       int right_pad);
+                       int right_pad, int act, float act_a, float act_b);
 void ek_ddw_rows_edges(const double *x, size_t iw, size_t sh, const double *w, double b, double *y, size_t nc,
-                       size_t nr, int right_pad);
-/* out[t] = src[2t] for the first t < n by unzipped pairs of vectors (float vector builds), reading src[0 .. 2n - 1)
- * only; returns how many it wrote (0 elsewhere), the caller copies the rest. A strided loop was a gather in wasm (a
- * lane extract, a load and an insert per element under V8) */
-size_t ek_scopy_evens(float *out, const float *src, size_t n);
-size_t ek_dcopy_evens(double *out, const double *src, size_t n);
+                       size_t nr, int right_pad, int act, double act_a, double act_b);
+/* out[t] = src[2t] for t < n, reading [lo, hi) only (which holds src[0 .. 2n - 2]): in float vector builds by
+ * unzipped pairs of vectors, the last pair overlapping the one before (the odd lanes from src - 1 if src[2n - 1] is
+ * past hi). A strided loop was a gather in wasm (a lane extract, a load and an insert per element under V8) */
+void ek_scopy_evens(float *out, const float *src, size_t n, const float *lo, const float *hi);
+void ek_dcopy_evens(double *out, const double *src, size_t n, const double *lo, const double *hi);
 /* A depthwise convolution's taps for ek_sdw_lane_count() channels at once (conv.c's path for small planes), each
  * element of xp, w, b and yo a vector of lanes, lane l the block's channel l: with L lanes, yo[(r * nc + c) * L + l]
  * = b[l] + the sum over kh, kw < k of w[(kh * k + kw) * L + l] * xp[((r * sh + kh) * pw + c * sw + kw) * L + l], for
- * r < nr, c < nc; k <= 7. The lane count is 1 in builds without vectors, where conv.c does not call it. */
+ * r < nr, c < nc; k <= 7; then ReLU or Clip(act_a, act_b) if act says so (any other act: the caller applies it).
+ * The lane count is 1 in builds without vectors, where conv.c does not call it. */
 size_t ek_sdw_lane_count(void);
 void ek_sdw_lanes(const float *xp, size_t pw, size_t sh, size_t sw, const float *w, size_t k, const float *b, float *yo,
-                  size_t nr, size_t nc);
+                  size_t nr, size_t nc, int act, float act_a, float act_b);
 /* the same for double */
 size_t ek_ddw_lane_count(void);
 void ek_ddw_lanes(const double *xp, size_t pw, size_t sh, size_t sw, const double *w, size_t k, const double *b,
-                  double *yo, size_t nr, size_t nc);
+                  double *yo, size_t nr, size_t nc, int act, double act_a, double act_b);
 /* dst[c * L + l] = src[l * ld + c] for l < nl <= L, c < n, L = ek_sdw_lane_count(): nl rows interleaved into lanes,
  * for ek_sdw_lanes (whole blocks of a vector's worth of rows and columns transposed in registers); each row may be
  * read up to `past` elements beyond its n */
@@ -157,7 +159,8 @@ typedef struct {
     size_t tile;           /* pixels per im2col / col2im chunk (scratch holds cols * tile elements); for a
                             * stride-1 2-D convolution by windows, output rows per band */
     int windows;           /* Conv: by shifted windows of a padded band of input rows instead of im2col (stride-1
-                            * 2-D or 1-D convolutions of several input channels per group; conv.c checks the shape) */
+                            * 2-D or 1-D convolutions of several input channels per group, or stride-2 2-D ones;
+                            * conv.c checks the shape) */
     int winograd;          /* Conv: Winograd F(2x2, 3x3), chosen at export for a stride-1 undilated 3x3 2-D
                             * convolution of one group, which stored w as U = G g G^T: 16 matrices of m x c (each
                             * packed when `packed` is set); d->tile is then rows of 2x2 output tiles per band */

@@ -444,6 +444,34 @@ static EK_T EK_FN(act1)(EK_T v, int act, EK_T a, EK_T b)
 }
 
 #if EK_VEC
+/* t after ReLU or Clip(lo, hi) (act 1 or 2, NaN kept as act1 keeps it; other acts: t): the epilogue in registers of
+ * micro_tile and of few_cols. Selects are bit operations on the comparisons' integer vectors. */
+EK_INLINE EK_V EK_FN(vact_clamp)(EK_V t, int act, EK_V lo, EK_V hi)
+{
+    const EK_V z = EK_VZERO;
+#ifdef __wasm_simd128__ /* pmax and pmin (see ek_svfloor): clang 14 made the ReLU's select an f32x4.max */
+#define EK_VFLOOR(x, m)                                                                                                \
+    ((EK_V)(sizeof(EK_T) == 4 ? wasm_f32x4_pmax((v128_t)(x), (v128_t)(m)) : wasm_f64x2_pmax((v128_t)(x), (v128_t)(m))))
+#define EK_VCEIL(x, m)                                                                                                 \
+    ((EK_V)(sizeof(EK_T) == 4 ? wasm_f32x4_pmin((v128_t)(x), (v128_t)(m)) : wasm_f64x2_pmin((v128_t)(x), (v128_t)(m))))
+    if (act == EK_ACT_RELU) /* x < 0 ? 0 : x */
+        return EK_VFLOOR(t, z);
+    if (act == EK_ACT_CLIP) /* min(max(x, a), b) */
+        return EK_VCEIL(EK_VFLOOR(t, lo), hi);
+#undef EK_VFLOOR
+#undef EK_VCEIL
+#else
+    typedef __typeof__(z < z) mask;
+    if (act == EK_ACT_RELU) /* x < 0 ? 0 : x */
+        return (EK_V)((mask)t & ~(t < z));
+    if (act == EK_ACT_CLIP) { /* min(max(x, a), b) */
+        t = (EK_V)(((mask)lo & (t < lo)) | ((mask)t & ~(t < lo)));
+        t = (EK_V)(((mask)hi & (t > hi)) | ((mask)t & ~(t > hi)));
+    }
+#endif
+    return t;
+}
+
 /* the column of the vector after the one at c in a row of n >= vl outputs, n at the end: the last vector ends at n,
  * overlapping the one before it (whose outputs it writes again, alike) rather than a scalar tail */
 EK_INLINE size_t EK_FN(next_vector)(size_t c, size_t n, size_t vl)
@@ -451,11 +479,17 @@ EK_INLINE size_t EK_FN(next_vector)(size_t c, size_t n, size_t vl)
     return c + 2 * vl <= n ? c + vl : (c + vl < n ? n - vl : n);
 }
 
-/* the vectors of outputs at column c of RB (4 or 1) rows ly apart */
-EK_INLINE void EK_FN(dw_store)(EK_T *yr, size_t ly, size_t c, size_t RB, EK_V a0, EK_V a1, EK_V a2, EK_V a3)
+/* the vectors of outputs at column c of RB (4 or 1) rows ly apart, after ReLU or Clip(lo, hi) (act 1 or 2; others:
+ * as they are) */
+EK_INLINE void EK_FN(dw_store)(EK_T *yr, size_t ly, size_t c, size_t RB, EK_V a0, EK_V a1, EK_V a2, EK_V a3, int act,
+                               EK_V lo, EK_V hi)
 {
+    a0 = EK_FN(vact_clamp)(a0, act, lo, hi);
     memcpy(yr + c, &a0, sizeof a0);
     if (RB == 4) {
+        a1 = EK_FN(vact_clamp)(a1, act, lo, hi);
+        a2 = EK_FN(vact_clamp)(a2, act, lo, hi);
+        a3 = EK_FN(vact_clamp)(a3, act, lo, hi);
         memcpy(yr + ly + c, &a1, sizeof a1);
         memcpy(yr + 2 * ly + c, &a2, sizeof a2);
         memcpy(yr + 3 * ly + c, &a3, sizeof a3);
@@ -485,7 +519,7 @@ EK_INLINE void EK_FN(dw_block)(const EK_T *xr, size_t pw, size_t sh, const EK_T 
                 if (j >= 3 * sh && j - 3 * sh < KC) a3 += w[(j - 3 * sh) * KC + kw] * x;
             }
         }
-    EK_FN(dw_store)(yr, ly, c, RB, a0, a1, a2, a3);
+    EK_FN(dw_store)(yr, ly, c, RB, a0, a1, a2, a3, EK_ACT_NONE, z, z);
 }
 #endif
 
@@ -582,7 +616,7 @@ int EK_FN(dw_rows)(const EK_T *xp, size_t pw, size_t sh, const EK_T *w, size_t k
  * once and feed the one or two output rows that read it. In place of splitting the band into phase planes first,
  * whose short strided copies cost more than the taps. */
 EK_INLINE void EK_FN(dw_block_s2)(const EK_T *xr, size_t pw, const EK_T *w, size_t RB, EK_T b, EK_T *yr, size_t ly,
-                                  size_t c, ek_siv m0, ek_siv m2)
+                                  size_t c, ek_siv m0, ek_siv m2, int act, EK_V alo, EK_V ahi)
 {
     const EK_V z = EK_VZERO;
     EK_V a0 = z + b, a1 = a0, a2 = a0, a3 = a0, lo, hi, t0, t1, t2;
@@ -605,13 +639,13 @@ EK_INLINE void EK_FN(dw_block_s2)(const EK_T *xr, size_t pw, const EK_T *w, size
             if (j >= 6) EK_DW3_TAPS(a3, j - 6);
         }
     }
-    EK_FN(dw_store)(yr, ly, c, RB, a0, a1, a2, a3);
+    EK_FN(dw_store)(yr, ly, c, RB, a0, a1, a2, a3, act, alo, ahi);
 }
 
 /* The same for stride 1 (tap kw of output column c at xr[c + kw]): one function with the stride a parameter ran the
  * stride-2 rows 1.15x slower under gcc 12 */
 EK_INLINE void EK_FN(dw_block_s1)(const EK_T *xr, size_t pw, const EK_T *w, size_t RB, EK_T b, EK_T *yr, size_t ly,
-                                  size_t c, ek_siv m0, ek_siv m2)
+                                  size_t c, ek_siv m0, ek_siv m2, int act, EK_V alo, EK_V ahi)
 {
     const EK_V z = EK_VZERO;
     EK_V a0 = z + b, a1 = a0, a2 = a0, a3 = a0, t0, t1, t2;
@@ -630,7 +664,7 @@ EK_INLINE void EK_FN(dw_block_s1)(const EK_T *xr, size_t pw, const EK_T *w, size
             if (j >= 3) EK_DW3_TAPS(a3, j - 3);
         }
     }
-    EK_FN(dw_store)(yr, ly, c, RB, a0, a1, a2, a3);
+    EK_FN(dw_store)(yr, ly, c, RB, a0, a1, a2, a3, act, alo, ahi);
 }
 #undef EK_DW3_TAPS
 
@@ -654,21 +688,32 @@ size_t EK_FN(dw_s2_width)(void)
 #endif
 }
 
-size_t EK_FN(copy_evens)(EK_T *out, const EK_T *src, size_t n)
+void EK_FN(copy_evens)(EK_T *out, const EK_T *src, size_t n, const EK_T *lo, const EK_T *hi)
 {
     size_t t = 0;
 #if EK_DW_ROWS && defined(EK_Q8)
-    EK_V lo, hi, v;
-    for (; t + EK_VL < n; t += EK_VL) { /* the pair's last lane, src[2 (t + vl) - 1], lies before src[2 (n - 1)] */
-        memcpy(&lo, src + 2 * t, sizeof lo);
-        memcpy(&hi, src + 2 * t + EK_VL, sizeof hi);
-        v = EK_UNZIP_EVEN(lo, hi);
-        memcpy(out + t, &v, sizeof v);
+    const size_t after = (size_t)(hi - src); /* elements readable from src on */
+    EK_V a, b, v;
+    if (n >= EK_VL) {
+        for (; t + EK_VL <= n && 2 * (t + EK_VL) <= after; t += EK_VL) {
+            memcpy(&a, src + 2 * t, sizeof a);
+            memcpy(&b, src + 2 * t + EK_VL, sizeof b);
+            v = EK_UNZIP_EVEN(a, b);
+            memcpy(out + t, &v, sizeof v);
+        }
+        if (t < n && (2 * n <= after || src > lo)) { /* the last vector of outputs, n - vl .. n - 1 */
+            const EK_T *p = src + 2 * (n - EK_VL) - (2 * n > after);
+            memcpy(&a, p, sizeof a);
+            memcpy(&b, p + EK_VL, sizeof b);
+            v = 2 * n <= after ? EK_UNZIP_EVEN(a, b) : EK_UNZIP_ODD(a, b);
+            memcpy(out + n - EK_VL, &v, sizeof v);
+            t = n;
+        }
     }
 #else
-    (void)out, (void)src, (void)n;
+    (void)lo, (void)hi;
 #endif
-    return t;
+    for (; t < n; ++t) out[t] = src[2 * t];
 }
 
 #if EK_DW_ROWS && defined(EK_Q8)
@@ -676,15 +721,16 @@ size_t EK_FN(copy_evens)(EK_T *out, const EK_T *src, size_t n)
 #define EK_DW3_ROWS(S, RB)                                                                                      \
     for (c = 0; c < nc; c = EK_FN(next_vector)(c, nc, EK_VL))                                                  \
         EK_FN(dw_block_s##S)(x + r0 * (S) * pw, pw, w, RB, b, y + r0 * ly, ly, c, c == 0 ? m0 : all,              \
-                             c + EK_VL >= nc ? m2 : all);
+                             c + EK_VL >= nc ? m2 : all, act, lo, hi);
 
 /* y[r * ly + c] for r < nr, c < nc: the 3x3 taps of stride S (1 or 2) over rows x pw apart, tap kw of output column
- * c at x[r * S * pw + S * c + kw], taps 0 and 2 masked by m0 in each row's first vector and by m2 in its last: the
- * loop of dw_rows_s2 (no masks) and dw_rows_edges */
+ * c at x[r * S * pw + S * c + kw], taps 0 and 2 masked by m0 in each row's first vector and by m2 in its last, then
+ * ReLU or Clip (act 1 or 2; others left to the caller): the loop of dw_rows_s2 (no masks) and dw_rows_edges */
 EK_INLINE void EK_FN(dw3_rows)(const EK_T *x, size_t pw, size_t S, const EK_T *w, EK_T b, EK_T *y, size_t ly,
-                               size_t nr, size_t nc, ek_siv m0, ek_siv m2)
+                               size_t nr, size_t nc, ek_siv m0, ek_siv m2, int act, EK_T act_a, EK_T act_b)
 {
     const ek_siv all = EK_FN(lane_mask)(EK_VL);
+    const EK_V z = EK_VZERO, lo = z + act_a, hi = z + act_b;
     size_t r0 = 0, c;
     if (S == 1) {
         for (; r0 + 4 <= nr; r0 += 4) EK_DW3_ROWS(1, 4)
@@ -697,25 +743,27 @@ EK_INLINE void EK_FN(dw3_rows)(const EK_T *x, size_t pw, size_t S, const EK_T *w
 #undef EK_DW3_ROWS
 #endif
 
-void EK_FN(dw_rows_s2)(const EK_T *xp, size_t pw, const EK_T *w, EK_T b, EK_T *y, size_t ly, size_t nr, size_t nc)
+void EK_FN(dw_rows_s2)(const EK_T *xp, size_t pw, const EK_T *w, EK_T b, EK_T *y, size_t ly, size_t nr, size_t nc,
+                       int act, EK_T act_a, EK_T act_b)
 {
 #if EK_DW_ROWS && defined(EK_Q8)
     const ek_siv all = EK_FN(lane_mask)(EK_VL);
-    EK_FN(dw3_rows)(xp, pw, 2, w, b, y, ly, nr, nc, all, all);
+    EK_FN(dw3_rows)(xp, pw, 2, w, b, y, ly, nr, nc, all, all, act, act_a, act_b);
 #else
-    (void)xp, (void)pw, (void)w, (void)b, (void)y, (void)ly, (void)nr, (void)nc;
+    (void)xp, (void)pw, (void)w, (void)b, (void)y, (void)ly, (void)nr, (void)nc, (void)act, (void)act_a, (void)act_b;
 #endif
 }
 
 void EK_FN(dw_rows_edges)(const EK_T *x, size_t iw, size_t sh, const EK_T *w, EK_T b, EK_T *y, size_t nc, size_t nr,
-                          int right_pad)
+                          int right_pad, int act, EK_T act_a, EK_T act_b)
 {
 #if EK_DW_ROWS && defined(EK_Q8)
     /* column -1 masked in each row's first vector; column iw, if padding, in its last (the last output's lane) */
     const ek_siv m2 = EK_FN(lane_mask)(right_pad ? (nc < EK_VL ? nc : EK_VL) - 1 : EK_VL);
-    EK_FN(dw3_rows)(x - 1, iw, sh, w, b, y, nc, nr, nc, EK_FN(lane_mask)(0), m2);
+    EK_FN(dw3_rows)(x - 1, iw, sh, w, b, y, nc, nr, nc, EK_FN(lane_mask)(0), m2, act, act_a, act_b);
 #else
-    (void)x, (void)iw, (void)sh, (void)w, (void)b, (void)y, (void)nc, (void)nr, (void)right_pad;
+    (void)x, (void)iw, (void)sh, (void)w, (void)b, (void)y, (void)nc, (void)nr, (void)right_pad, (void)act,
+        (void)act_a, (void)act_b;
 #endif
 }
 
@@ -795,8 +843,9 @@ void EK_FN(dw_deinterleave)(EK_T *dst, size_t ld, const EK_T *src, size_t nl, si
 #if EK_VEC
 /* dw_lanes' outputs with the kernel size and the strides constants (each call site's) */
 EK_INLINE void EK_FN(dw_lanes_k)(const EK_T *xp, size_t pw, size_t SH, size_t SW, const EK_T *w, size_t KC,
-                                 const EK_T *b, EK_T *yo, size_t nr, size_t nc)
+                                 const EK_T *b, EK_T *yo, size_t nr, size_t nc, int act, EK_T act_a, EK_T act_b)
 {
+    const EK_V z = EK_VZERO, lo = z + act_a, hi = z + act_b;
     size_t r, c, kh, kw;
     EK_V bv, wv[49];
     memcpy(&bv, b, sizeof bv);
@@ -810,27 +859,29 @@ EK_INLINE void EK_FN(dw_lanes_k)(const EK_T *xp, size_t pw, size_t SH, size_t SW
                     memcpy(&xv, win + (kh * pw + kw) * EK_VL, sizeof xv);
                     acc += wv[kh * KC + kw] * xv;
                 }
+            acc = EK_FN(vact_clamp)(acc, act, lo, hi);
             memcpy(yo + (r * nc + c) * EK_VL, &acc, sizeof acc);
         }
 }
 #endif
 
 void EK_FN(dw_lanes)(const EK_T *xp, size_t pw, size_t sh, size_t sw, const EK_T *w, size_t k, const EK_T *b,
-                     EK_T *yo, size_t nr, size_t nc)
+                     EK_T *yo, size_t nr, size_t nc, int act, EK_T act_a, EK_T act_b)
 {
 #if EK_VEC
     if (k == 3 && sh == 1 && sw == 1)
-        EK_FN(dw_lanes_k)(xp, pw, 1, 1, w, 3, b, yo, nr, nc);
+        EK_FN(dw_lanes_k)(xp, pw, 1, 1, w, 3, b, yo, nr, nc, act, act_a, act_b);
     else if (k == 3 && sh == 2 && sw == 2)
-        EK_FN(dw_lanes_k)(xp, pw, 2, 2, w, 3, b, yo, nr, nc);
+        EK_FN(dw_lanes_k)(xp, pw, 2, 2, w, 3, b, yo, nr, nc, act, act_a, act_b);
     else if (k == 5 && sh == 1 && sw == 1)
-        EK_FN(dw_lanes_k)(xp, pw, 1, 1, w, 5, b, yo, nr, nc);
+        EK_FN(dw_lanes_k)(xp, pw, 1, 1, w, 5, b, yo, nr, nc, act, act_a, act_b);
     else if (k == 5 && sh == 2 && sw == 2)
-        EK_FN(dw_lanes_k)(xp, pw, 2, 2, w, 5, b, yo, nr, nc);
+        EK_FN(dw_lanes_k)(xp, pw, 2, 2, w, 5, b, yo, nr, nc, act, act_a, act_b);
     else
-        EK_FN(dw_lanes_k)(xp, pw, sh, sw, w, k, b, yo, nr, nc);
+        EK_FN(dw_lanes_k)(xp, pw, sh, sw, w, k, b, yo, nr, nc, act, act_a, act_b);
 #else /* one lane: ek_sdw_lane_count() says so, and conv.c does not call this */
-    (void)xp, (void)pw, (void)sh, (void)sw, (void)w, (void)k, (void)b, (void)yo, (void)nr, (void)nc;
+    (void)xp, (void)pw, (void)sh, (void)sw, (void)w, (void)k, (void)b, (void)yo, (void)nr, (void)nc, (void)act,
+        (void)act_a, (void)act_b;
 #endif
 }
 
@@ -901,34 +952,6 @@ static void EK_FN(pack_b_trans)(EK_T *bp, const EK_T *B, size_t ldb, size_t k0, 
 }
 
 #if EK_VEC
-/* t after ReLU or Clip(lo, hi) (act 1 or 2, NaN kept as act1 keeps it; other acts: t): the epilogue in registers of
- * micro_tile and of few_cols. Selects are bit operations on the comparisons' integer vectors. */
-EK_INLINE EK_V EK_FN(vact_clamp)(EK_V t, int act, EK_V lo, EK_V hi)
-{
-    const EK_V z = EK_VZERO;
-#ifdef __wasm_simd128__ /* pmax and pmin (see ek_svfloor): clang 14 made the ReLU's select an f32x4.max */
-#define EK_VFLOOR(x, m)                                                                                                \
-    ((EK_V)(sizeof(EK_T) == 4 ? wasm_f32x4_pmax((v128_t)(x), (v128_t)(m)) : wasm_f64x2_pmax((v128_t)(x), (v128_t)(m))))
-#define EK_VCEIL(x, m)                                                                                                 \
-    ((EK_V)(sizeof(EK_T) == 4 ? wasm_f32x4_pmin((v128_t)(x), (v128_t)(m)) : wasm_f64x2_pmin((v128_t)(x), (v128_t)(m))))
-    if (act == EK_ACT_RELU) /* x < 0 ? 0 : x */
-        return EK_VFLOOR(t, z);
-    if (act == EK_ACT_CLIP) /* min(max(x, a), b) */
-        return EK_VCEIL(EK_VFLOOR(t, lo), hi);
-#undef EK_VFLOOR
-#undef EK_VCEIL
-#else
-    typedef __typeof__(z < z) mask;
-    if (act == EK_ACT_RELU) /* x < 0 ? 0 : x */
-        return (EK_V)((mask)t & ~(t < z));
-    if (act == EK_ACT_CLIP) { /* min(max(x, a), b) */
-        t = (EK_V)(((mask)lo & (t < lo)) | ((mask)t & ~(t < lo)));
-        t = (EK_V)(((mask)hi & (t > hi)) | ((mask)t & ~(t > hi)));
-    }
-#endif
-    return t;
-}
-
 /* the epilogue micro_c applies in registers: bias[i * bias_rs] per row (or none), then act */
 typedef struct {
     const EK_T *bias;
@@ -1268,7 +1291,7 @@ typedef struct {
 } EK_FN(bsrc);
 
 /* boff[k] = where row k0 + k of B (not transposed) starts: k * ldb, or for the windows, row (ci, kh, kw) at
- * ci*ch_stride + kh*row_step + kw*col_step (stride 2: in phase plane (kh & 1, kw & 1), halved steps) */
+ * ci*ch_stride + kh*row_step + kw*col_step (stride 2: in column plane (kh & 1, kw), kh >> 1 rows down) */
 static void EK_FN(b_rows)(size_t *boff, const EK_FN(bsrc) *s, size_t k0, size_t kc)
 {
     const ek_windows *w = s->win;
@@ -1277,8 +1300,8 @@ static void EK_FN(b_rows)(size_t *boff, const EK_FN(bsrc) *s, size_t k0, size_t 
         const size_t taps = w->kh * w->kw;
         size_t ci = k0 / taps, kh = k0 % taps / w->kw, kw = k0 % w->kw;
         for (k = 0; k < kc; ++k) {
-            boff[k] = w->phase_stride ? ci * w->ch_stride + ((kh & 1) * 2 + (kw & 1)) * w->phase_stride +
-                                            (kh >> 1) * w->row_step + (kw >> 1) * w->col_step
+            boff[k] = w->phase_stride ? ci * w->ch_stride + ((kh & 1) * w->kw + kw) * w->phase_stride +
+                                            (kh >> 1) * w->row_step
                                       : ci * w->ch_stride + kh * w->row_step + kw * w->col_step;
             if (++kw == w->kw) {
                 kw = 0;

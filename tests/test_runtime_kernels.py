@@ -446,11 +446,17 @@ CONVS = [
     ("windows_conv1d", 1, 3, 4, 1, (80,), (5,), (1,), (2,), (3,), (1,)),
     ("windows_wide_tiles", 1, 5, 19, 1, (9, 70), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("windows_unpadded", 1, 32, 64, 1, (23, 23), (3, 3), (1, 1), (1, 1), (0, 0), (0, 0)),
-    # stride 2: windows over 4 phase planes of the band (row parity, column parity)
+    # stride 2: windows over 2 * KW column planes of the band (row parity, tap column), the GEMM writing y
     ("windows_stride2_7x7", 1, 3, 5, 1, (19, 17), (7, 7), (2, 2), (1, 1), (3, 2), (3, 3)),
     ("windows_stride2_grouped", 2, 8, 6, 2, (9, 12), (3, 3), (2, 2), (1, 1), (1, 0), (1, 1)),
     ("windows_stride2_4x4", 1, 4, 3, 1, (10, 11), (4, 4), (2, 2), (1, 1), (1, 1), (2, 1)),
     ("windows_stride2_pad_past_row", 1, 3, 4, 1, (6, 5), (3, 3), (2, 2), (1, 1), (2, 3), (3, 4)),  # zero rows
+    # rows of several vectors: each plane row's last vector overlaps the one before, the odd lanes from one element
+    # back where the even ones would read past the row (tap column 2 of a stem padded by 1, odd and even widths)
+    ("windows_stride2_wide_stem", 1, 3, 8, 1, (9, 91), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("windows_stride2_wide_even", 1, 3, 5, 1, (7, 112), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    ("windows_stride2_wide_unpadded", 1, 2, 5, 1, (7, 100), (3, 3), (2, 2), (1, 1), (0, 0), (0, 0)),
+    ("windows_stride2_wide_5x5", 1, 2, 3, 1, (11, 75), (5, 5), (2, 2), (1, 1), (2, 2), (1, 1)),
     # one input channel, unpadded (an STFT): windows read in place as B^T rows, few columns (dot products)
     ("stft", 2, 1, 9, 1, (70,), (16,), (8,), (1,), (0,), (0,)),
     ("stft_uneven", 1, 1, 5, 1, (37,), (9,), (4,), (1,), (0,), (0,)),
@@ -664,9 +670,9 @@ def test_conv_scratch_sizes(rt):
     assert rt.lib.ek_conv_scratch(d) == 4 * 12 * 18 + 2 * (9 * 18 + 16)
     d = _desc(rt, 1, 8, 4, 2, (5, 5), (3, 2), (3, 3), (2, 3), (1, 1), (1, 1), 9, windows=1)
     assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 9  # strides 2 and 3: windows do not fit, im2col
-    # stride 2: 4 phase planes per channel of 3 + 1 rows of 5 + 1 columns, then the 2 channels' 3 rows of that length
+    # stride 2: 2 * 3 column planes per channel of 3 + 1 rows of the 5 output columns; the GEMM writes y itself
     d = _desc(rt, 1, 8, 4, 2, (10, 10), (5, 5), (3, 3), (2, 2), (1, 1), (1, 1), 3, windows=1)
-    assert rt.lib.ek_conv_scratch(d) == 4 * 4 * 4 * 6 + 2 * (2 * 6 + 5)
+    assert rt.lib.ek_conv_scratch(d) == 4 * 6 * 4 * 5
     # Winograd: 3 rows of 9 tiles (17 columns) of V (8 channels) and of the products (4 channels), 16 of each, then
     # 4 strips of the band's 3 padded input rows of 2 * 9 + 2 (+ 2), their 16 transforms over 3 * 10 tiles, and the
     # band's 4 outputs per tile
@@ -770,9 +776,9 @@ def test_sconv_transpose_vs_numpy(rt, case, tile):
     ((16, 32, 40, 40, 3, 1), True),    # rows 8x longer than the padding: windows whatever the panels
     ((8, 8, 9, 5, 3, 1), True),
     ((16, 32, 4, 3, 3, 1), False),     # 9 outputs: im2col's columns are few enough for dot products
-    ((512, 512, 14, 7, 3, 1), True),   # resnet50's 7x7 (stride 2: im2col, the padded 8th column of every row costs)
-    ((3, 64, 224, 112, 3, 1), True),   # squeezenet's stem (stride 2: im2col, 64 outputs per position to copy, 27 taps)
-    ((3, 32, 112, 56, 3, 1), True),    # mobilenet's (stride 2: phase planes)
+    ((512, 512, 14, 7, 3, 1), True),   # resnet50's 7x7 (stride 2: column planes, as all 3x3+ kernels)
+    ((3, 64, 224, 112, 3, 1), True),   # squeezenet's stem
+    ((3, 32, 112, 56, 3, 1), True),    # mobilenet's
 ])
 def test_conv_path_choice(shape, windows):
     """The exporter's choice between im2col and windows (ConvGeometry.by_windows), which conv.c follows."""
@@ -782,6 +788,6 @@ def test_conv_path_choice(shape, windows):
     g = ConvGeometry(n=1, c=c, m=m, group=1, inp=[1, size, size], out=[1, out, out], k=[1, k, k], stride=[1, 1, 1],
                      dil=[1, 1, 1], pad=[0, pad, pad])
     assert g.by_windows() is windows
-    g.stride = [1, 2, 2]  # stride 2: phase planes for 3x3 and larger kernels, on rows of 8 outputs per padded column
-    assert g.by_windows() is (k >= 3 and out >= 8 * ((k - 1) // 2) and m < 2 * c * k * k)
-    assert g.band_scratch(3) == c * 4 * (3 + (k - 1) // 2) * (out + (k - 1) // 2) + m * (2 * (out + (k - 1) // 2) + out)
+    g.stride = [1, 2, 2]  # stride 2: column planes for 3x3 and larger kernels
+    assert g.by_windows() is (k >= 3)
+    assert g.band_scratch(3) == c * 2 * k * (3 + (k - 1) // 2) * out

@@ -26,7 +26,7 @@ MIN_POSITIONS = 16
 # im2col's cost per row segment it copies (an output row of one tap of one input channel) in multiply-adds of the
 # GEMM's time: ~5 ns a segment, ~0.02 ns a product with AVX-512 (lenet's 6->16 5x5 on 10x10: 1.6x faster by windows)
 IM2COL_SEGMENT_PRODUCTS = 200
-# stride-2 windows (phase planes) from this kernel size: 3x3 1.03-1.5x faster than im2col, 7x7 1.2-1.4x; 1x1 ones
+# stride-2 windows (column planes) from this kernel size: 3x3 1.0-1.5x faster than im2col, 7x7 1.2-1.4x; 1x1 ones
 # (im2col a plain subsampling, a quarter of the planes' copy) 0.9x
 PHASE_MIN_KERNEL = 3
 # Winograd bands: tiles per band (the GEMMs' columns) and the scratch they may take (elements): wider bands ran
@@ -71,7 +71,7 @@ class ConvGeometry:
             and self.inp == self.out
 
     def phases(self) -> bool:
-        """conv.c's ek_conv_phases: stride 2 both ways, undilated, where windows run over 4 phase planes."""
+        """conv.c's ek_conv_phases: stride 2 both ways, undilated, where windows run over column planes."""
         return self.stride[1] == 2 and self.stride[2] == 2 and self.dil[1] == 1 and self.dil[2] == 1
 
     def by_windows(self) -> bool:
@@ -87,7 +87,7 @@ class ConvGeometry:
                 and self.pad[1] >= 0 and self.pad[2] >= 0):
             return False
         if not stride1:
-            return phase_windows(self.k[1], self.k[2], self.out[2], self.c // self.group, self.m // self.group)
+            return phase_windows(self.k[1], self.k[2])
         rows, cols, extra = self.out[1], self.out[2], (self.k[2] - 1) * self.dil[2]
         if cols >= 8 * extra:
             return True
@@ -106,22 +106,19 @@ class ConvGeometry:
         return 16 * (self.c + self.m) * rows * tw + 4 * (rows * (2 * tw + 2) + 2) + 16 * rows * (tw + 1) + 4 * rows * tw
 
     def band_scratch(self, rows: int) -> int:
-        """conv.c's ek_conv_scratch on the windows path: a band of `rows` output rows (stride 2: 4 phase planes)."""
+        """conv.c's ek_conv_scratch on the windows path: a band of `rows` output rows (stride 2: 2 * KW column
+        planes per input channel, written to y by the GEMM itself; stride 1: the padded band, then its outputs)."""
         if self.phases():
-            row, rows_in, planes = self.out[2] + (self.k[2] - 1) // 2, rows + (self.k[1] - 1) // 2, 4
-        else:
-            row, rows_in, planes = self.out[2] + (self.k[2] - 1) * self.dil[2], rows + (self.k[1] - 1) * self.dil[1], 1
-        return self.c // self.group * planes * rows_in * row + self.m // self.group * ((rows - 1) * row + self.out[2])
+            return self.c // self.group * 2 * self.k[2] * (rows + (self.k[1] - 1) // 2) * self.out[2]
+        row, rows_in = self.out[2] + (self.k[2] - 1) * self.dil[2], rows + (self.k[1] - 1) * self.dil[1]
+        return self.c // self.group * rows_in * row + self.m // self.group * ((rows - 1) * row + self.out[2])
 
 
-def phase_windows(kh: int, kw: int, out_cols: int, cg: int, mg: int) -> bool:
-    """Whether a stride-2 undilated convolution (cg input, mg output channels per group) runs by windows of phase planes
-    rather than im2col (their copy is K*K/4 times smaller): from PHASE_MIN_KERNEL, on rows of 8 outputs or more per
-    padded column ((kw - 1) / 2 of them per row: on 7x7 outputs the 8th column of every row made resnet50's 512-channel
-    3x3 conv 1.16x slower than im2col), and with fewer than 2 * cg * kh * kw output channels: the planes' band is
-    computed into scratch and copied to y, mg values per output position, where im2col copies cg * kh * kw and its GEMM
-    writes y itself (squeezenet's 3 -> 64 stem 1.12x faster by im2col; mobilenet's 3 -> 32, nudenet's 3 -> 16 by planes)."""
-    return min(kh, kw) >= PHASE_MIN_KERNEL and out_cols >= 8 * ((kw - 1) // 2) and mg < 2 * cg * kh * kw
+def phase_windows(kh: int, kw: int) -> bool:
+    """Whether a stride-2 undilated convolution runs by windows of column planes rather than im2col: from
+    PHASE_MIN_KERNEL, where their copy (2 * KW planes) is KH/2 times smaller than im2col's and the GEMMs write the same
+    outputs (squeezenet's 3 -> 64 stem 1.04x faster, resnet50's 512-channel 3x3 on 7x7 outputs the same)."""
+    return min(kh, kw) >= PHASE_MIN_KERNEL
 
 
 def _pad3(v: list[int], fill: int) -> list[int]:
