@@ -6,9 +6,10 @@
  * depthwise one (one input channel per group) runs on bands of padded rows copied to the stack (flat sums over the
  * band; 3x3 stride 2 in vector builds straight from the rows, tap vectors unzipped in registers, read in place from x
  * when padded by 1; other stride 2 split into phase planes) or, for rows wider than 160, row by row; a stride-1 2-D
- * one with rows long enough (or a stride-2 one, split in column planes) runs the GEMM on shifted windows of a padded
- * band of input rows in the caller's scratch (d->tile output rows per band); any other is im2col of d->tile output pixels at a time into
- * the caller's scratch, then GEMM with the bias + activation epilogue. ConvTranspose: GEMM W^T X for d->tile input
+ * or 1-D one, or a stride-2 2-D one, where the exporter chose windows (d->windows) runs the GEMM on shifted windows
+ * of copies of a band of input rows in the caller's scratch (d->tile output rows per band: column planes, or for 1-D
+ * kernels one padded band); any other is im2col of d->tile output pixels at a time into the caller's scratch, then
+ * GEMM with the bias + activation epilogue. ConvTranspose: GEMM W^T X for d->tile input
  * pixels at a time, then col2im scatter-adds the columns into y.
  *
  * Like gemm.c, this file includes itself to instantiate the body for float and double. */
@@ -51,16 +52,24 @@ static int ek_conv_by_windows(const ek_conv_desc *d)
            d->pad[1] >= 0 && d->pad[2] >= 0 && d->tile > 0;
 }
 
+/* the windows path over column planes (see conv_windows): stride 2, and stride-1 kernels of more than one row whose
+ * planes' extra copies, KW-1 per input channel and position, cost no more than twice the copy of the mg outputs they
+ * save (the exporter's rule: ops/conv.py's stride1_column_planes) */
+static int ek_conv_column_planes(const ek_conv_desc *d)
+{
+    return ek_conv_phases(d) || (d->k[1] > 1 && (d->k[2] - 1) * (d->c / d->group) <= 2 * (d->m / d->group));
+}
+
 /* the windows path's padded row length and its band's input rows (stride 2: of each column plane), for d->tile
  * output rows; and its planes per input channel */
 static size_t ek_conv_band_row(const ek_conv_desc *d)
 {
-    return ek_conv_phases(d) ? d->out[2] : d->out[2] + (d->k[2] - 1) * d->dil[2];
+    return ek_conv_column_planes(d) ? d->out[2] : d->out[2] + (d->k[2] - 1) * d->dil[2];
 }
 
 static size_t ek_conv_band_planes(const ek_conv_desc *d)
 {
-    return ek_conv_phases(d) ? 2 * d->k[2] : 1;
+    return ek_conv_phases(d) ? 2 * d->k[2] : ek_conv_column_planes(d) ? d->k[2] : 1;
 }
 
 static size_t ek_conv_band_rows_in(const ek_conv_desc *d)
@@ -95,7 +104,7 @@ size_t ek_conv_scratch(const ek_conv_desc *d)
                                   * stride 1, the band's mg output rows of that length */
         const size_t pw = ek_conv_band_row(d);
         return cg * ek_conv_band_planes(d) * ek_conv_band_rows_in(d) * pw +
-               (ek_conv_phases(d) ? 0 : d->m / d->group * ((d->tile - 1) * pw + d->out[2]));
+               (ek_conv_column_planes(d) ? 0 : d->m / d->group * ((d->tile - 1) * pw + d->out[2]));
     }
     return cg * d->k[0] * d->k[1] * d->k[2] * d->tile;
 }
@@ -582,43 +591,49 @@ static void EK_FN(conv_depthwise)(const ek_conv_desc *d, const EK_T *x, const EK
     }
 }
 
-/* row[j] = xr[2j + col - pad], zero outside the in input pixels (xr NULL: all zero): tap column col's plane row of a
- * stride-2 band */
-static void EK_FN(phase_row)(EK_T *row, size_t len, const EK_T *xr, size_t col, size_t pad, size_t in)
+/* row[j] = xr[s*j + off] (s 1 or 2), zero outside the in input pixels (xr NULL: all zero): tap column kw's plane row of
+ * a band (off = kw * dil - pad) */
+static void EK_FN(plane_row)(EK_T *row, size_t len, const EK_T *xr, size_t s, ptrdiff_t off, size_t in)
 {
-    /* [j0, j1): the j whose column 2j + col - pad is an input pixel; a plain strided copy between zeros */
-    const size_t j0 = pad > col ? (pad - col + 1) / 2 : 0;
-    const size_t end = pad + in > col ? (pad + in - col + 1) / 2 : 0;
+    /* [j0, j1): the j whose column s*j + off is an input pixel; a plain copy between zeros */
+    const size_t j0 = off >= 0 ? 0 : ((size_t)-off + s - 1) / s;
+    const size_t end = (ptrdiff_t)in > off ? (size_t)((ptrdiff_t)in - off + (ptrdiff_t)s - 1) / s : 0;
     const size_t j1 = xr == NULL || end < j0 ? j0 : end < len ? end : len;
     size_t j;
     for (j = 0; j < j0 && j < len; ++j) row[j] = 0;
-    if (j1 > j0) EK_FN(copy_evens)(row + j0, xr + 2 * j0 + col - pad, j1 - j0, xr, xr + in);
+    if (j1 > j0 && s == 1)
+        memcpy(row + j0, xr + (ptrdiff_t)j0 + off, (j1 - j0) * sizeof(EK_T));
+    else if (j1 > j0)
+        EK_FN(copy_evens)(row + j0, xr + (ptrdiff_t)(2 * j0) + off, j1 - j0, xr, xr + in);
     for (j = j1 > j0 ? j1 : (j0 < len ? j0 : len); j < len; ++j) row[j] = 0;
 }
 
-/* One group of a stride-1 2-D convolution by bands of d->tile output rows: the band's input rows are copied with
- * their zero padding into scratch, all of them PW = OW + (KW-1)*dil long, so tap (ci, kh, kw) of output (r, ow) is
- * element r*PW + ow of the window at ci*rows_in*PW + kh*dil*PW + kw*dil. The GEMM packs those windows straight
- * (no im2col: K = cg*KH*KW copies of every pixel) into outputs PW apart; their first OW columns are the output.
- * Stride 2: each channel's band is copied into 2*KW column planes of PW = OW, plane (a, kw) holding the input columns
- * 2*ow + kw - pad of the rows of parity a, where tap (kh, kw) of output (r, ow) is plane (kh & 1, kw) at
- * (r + kh/2)*PW + ow: contiguous windows from a copy KH/2 times smaller than im2col's, whose columns are y's, so the
- * GEMM writes y itself (4 phase planes, a copy KW/2 times smaller, took outputs OW + (KW-1)/2 apart through scratch:
- * their copy to y cost 1.05-1.3x as much with AVX-512 as the larger planes, 1.05-1.15x under V8, on the stems and
- * YOLO's downsampling layers alike). */
+/* One group of a stride-1 2-D (or 1-D) convolution, or a stride-2 2-D one, by bands of d->tile output rows, with no
+ * im2col: the GEMM packs (or reads in place) shifted windows of a copy of the band's input rows.
+ * Column planes (stride 2, and stride-1 kernels of more than one row): each channel's band is copied into KW planes
+ * per row phase (stride 1: one phase; stride 2: the row parities), plane (a, kw) holding the input columns
+ * S*ow + kw*dil - pad of the rows of phase a, OW long, so that tap (ci, kh, kw) of output (r, ow) is plane
+ * (kh % S, kw) at (r + kh*dil/S)*OW + ow: contiguous windows whose columns are y's, and the GEMM writes y itself. A
+ * copy KH/S times smaller than im2col's. The single padded band they replaced (rows of OW + (KW-1)*dil, 4 phase
+ * planes at stride 2) was a smaller copy, but carried (KW-1)*dil wasted outputs per row and went to y through scratch
+ * and a copy: 1.02-1.3x slower with AVX-512 on stems, YOLO's layers, mtcnn's and squeezenet's, than im2col too; under
+ * V8 1.05-1.15x slower at stride 2, within 2% at stride 1.
+ * 1-D kernels (KH = 1) keep the padded band: their planes would be im2col's copy. Its rows are PW = OW + (KW-1)*dil
+ * long, tap (ci, kh, kw) of output (r, ow) element r*PW + ow of the window at ci*rows_in*PW + kh*dil*PW + kw*dil, the
+ * first OW columns of each output row copied to y. */
 static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
                                 EK_T *scratch, int act, EK_T act_a, EK_T act_b)
 {
     const size_t cg = d->c / d->group, mg = d->m / d->group, IH = d->in[1], IW = d->in[2];
     const size_t OH = d->out[1], OW = d->out[2], PW = ek_conv_band_row(d), rows_in = ek_conv_band_rows_in(d);
     const size_t pw0 = (size_t)d->pad[2], KW = d->k[2], K = cg * d->k[1] * KW, planes = ek_conv_band_planes(d);
-    const int phases = ek_conv_phases(d);
+    const int phases = ek_conv_phases(d), cols = ek_conv_column_planes(d);
     EK_T *band = scratch, *out = scratch + cg * planes * rows_in * PW;
     ek_windows win;
     size_t oh0, ci, r, m, c0, c1, a, kw;
     ek_conv_padded_cols(pw0, IW, PW, &c0, &c1);
     win.ch_stride = planes * rows_in * PW, win.kh = d->k[1], win.kw = KW, win.row_step = d->dil[1] * PW;
-    win.col_step = d->dil[2], win.phase_stride = phases ? rows_in * PW : 0;
+    win.col_step = d->dil[2], win.phase_stride = cols ? rows_in * PW : 0, win.row_phases = phases ? 2 : 1;
     for (oh0 = 0; oh0 < OH; oh0 += d->tile) {
         const size_t bh = OH - oh0 < d->tile ? OH - oh0 : d->tile, np = (bh - 1) * PW + OW;
         const size_t rin = phases ? bh + (d->k[1] - 1) / 2 : bh + (d->k[1] - 1) * d->dil[1];
@@ -629,18 +644,24 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
                         const ptrdiff_t ih = (ptrdiff_t)(2 * (oh0 + r) + a) - d->pad[1];
                         const EK_T *xr = ih >= 0 && ih < (ptrdiff_t)IH ? x + (ci * IH + (size_t)ih) * IW : NULL;
                         EK_T *plane = band + (ci * planes + a * KW) * rows_in * PW + r * PW;
-                        for (kw = 0; kw < KW; ++kw) EK_FN(phase_row)(plane + kw * rows_in * PW, PW, xr, kw, pw0, IW);
+                        for (kw = 0; kw < KW; ++kw)
+                            EK_FN(plane_row)(plane + kw * rows_in * PW, PW, xr, 2, (ptrdiff_t)kw - d->pad[2], IW);
                     }
                     continue;
                 }
                 {
                     const ptrdiff_t ih = (ptrdiff_t)(oh0 + r) - d->pad[1];
-                    EK_FN(padded_row)(band + (ci * rows_in + r) * PW, PW,
-                                      ih >= 0 && ih < (ptrdiff_t)IH ? x + (ci * IH + (size_t)ih) * IW : NULL, pw0, c0,
-                                      c1);
+                    const EK_T *xr = ih >= 0 && ih < (ptrdiff_t)IH ? x + (ci * IH + (size_t)ih) * IW : NULL;
+                    if (cols) { /* plane row r of tap column kw */
+                        for (kw = 0; kw < KW; ++kw)
+                            EK_FN(plane_row)(band + ((ci * KW + kw) * rows_in + r) * PW, PW, xr, 1,
+                                             (ptrdiff_t)(kw * d->dil[2]) - d->pad[2], IW);
+                    } else {
+                        EK_FN(padded_row)(band + (ci * rows_in + r) * PW, PW, xr, pw0, c0, c1);
+                    }
                 }
             }
-        if (phases) { /* the band's columns are y's */
+        if (cols) { /* the band's columns are y's */
             EK_FN(gemm_conv)(mg, np, K, w, d->packed, band, 0, &win, bias, y + oh0 * OW, OH * OW, act, act_a, act_b);
             continue;
         }

@@ -52,8 +52,10 @@ void ek_sgemm_q8(size_t M, size_t N, size_t K, float alpha, const float *A, size
  * whose rows all have the same length, so column p of every row belongs to the same output position. */
 typedef struct {
     size_t ch_stride, kh, kw, row_step, col_step;
-    size_t phase_stride; /* stride 2: each channel is 2 * kw column planes this far apart (row parity, tap column),
-                          * tap (kh, kw) at plane (kh & 1, kw) + (kh >> 1) * row_step; 0 for stride 1 */
+    size_t phase_stride; /* column planes: each channel is row_phases * kw planes this far apart (row phase, tap
+                          * column), tap (kh, kw) at plane (kh % row_phases, kw) + kh / row_phases * row_step (stride
+                          * 2: row_phases 2, the row parities; stride 1: 1); 0: one padded band per channel */
+    size_t row_phases;
 } ek_windows;
 /* Weights packed at export time for the GEMM's micro-kernel: an M x K matrix as ceil(M / R) groups of R rows, the
  * last padded with zero rows, each group stored k-major: element (i, k) at (i / R) * R * K + k * R + i % R

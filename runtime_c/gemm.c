@@ -1291,7 +1291,8 @@ typedef struct {
 } EK_FN(bsrc);
 
 /* boff[k] = where row k0 + k of B (not transposed) starts: k * ldb, or for the windows, row (ci, kh, kw) at
- * ci*ch_stride + kh*row_step + kw*col_step (stride 2: in column plane (kh & 1, kw), kh >> 1 rows down) */
+ * ci*ch_stride + kh*row_step + kw*col_step, or in column planes, plane (kh % row_phases, kw) plus kh / row_phases
+ * rows */
 static void EK_FN(b_rows)(size_t *boff, const EK_FN(bsrc) *s, size_t k0, size_t kc)
 {
     const ek_windows *w = s->win;
@@ -1300,8 +1301,8 @@ static void EK_FN(b_rows)(size_t *boff, const EK_FN(bsrc) *s, size_t k0, size_t 
         const size_t taps = w->kh * w->kw;
         size_t ci = k0 / taps, kh = k0 % taps / w->kw, kw = k0 % w->kw;
         for (k = 0; k < kc; ++k) {
-            boff[k] = w->phase_stride ? ci * w->ch_stride + ((kh & 1) * w->kw + kw) * w->phase_stride +
-                                            (kh >> 1) * w->row_step
+            boff[k] = w->phase_stride ? ci * w->ch_stride + (kh % w->row_phases * w->kw + kw) * w->phase_stride +
+                                            kh / w->row_phases * w->row_step
                                       : ci * w->ch_stride + kh * w->row_step + kw * w->col_step;
             if (++kw == w->kw) {
                 kw = 0;

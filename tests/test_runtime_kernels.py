@@ -446,6 +446,8 @@ CONVS = [
     ("windows_conv1d", 1, 3, 4, 1, (80,), (5,), (1,), (2,), (3,), (1,)),
     ("windows_wide_tiles", 1, 5, 19, 1, (9, 70), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     ("windows_unpadded", 1, 32, 64, 1, (23, 23), (3, 3), (1, 1), (1, 1), (0, 0), (0, 0)),
+    # many input channels for few outputs: one padded band, not column planes
+    ("windows_band_few_outputs", 1, 12, 3, 1, (9, 40), (3, 3), (1, 1), (1, 1), (1, 1), (1, 2)),
     # stride 2: windows over 2 * KW column planes of the band (row parity, tap column), the GEMM writing y
     ("windows_stride2_7x7", 1, 3, 5, 1, (19, 17), (7, 7), (2, 2), (1, 1), (3, 2), (3, 3)),
     ("windows_stride2_grouped", 2, 8, 6, 2, (9, 12), (3, 3), (2, 2), (1, 1), (1, 0), (1, 1)),
@@ -664,10 +666,15 @@ def test_conv_scratch_sizes(rt):
     d = _desc(rt, 1, 8, 4, 2, (5, 5), (5, 5), (3, 3), (1, 1), (1, 1), (1, 1), 10)
     assert rt.lib.ek_conv_transpose_scratch(d) == 2 * 9 * 10
     assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 10  # im2col of 10 pixels at a time
-    # by windows: a band of 10 output rows of 16 + 2 padded columns (12 input rows), then the 2 output channels'
-    # rows of that length
+    # by windows: 3 column planes per channel of the band's 12 input rows of the 16 output columns (10 output rows)
+    d = _desc(rt, 1, 8, 8, 2, (16, 16), (16, 16), (3, 3), (1, 1), (1, 1), (1, 1), 10, windows=1)
+    assert rt.lib.ek_conv_scratch(d) == 4 * 3 * 12 * 16
+    # 2 output channels per group for 4 input channels (2 * 4 extra copies > 2 * 2): one band of the 12 input rows
+    # of 16 + 2 padded columns, then the 2 output channels' rows of that length; so for a kernel of one row
     d = _desc(rt, 1, 8, 4, 2, (16, 16), (16, 16), (3, 3), (1, 1), (1, 1), (1, 1), 10, windows=1)
     assert rt.lib.ek_conv_scratch(d) == 4 * 12 * 18 + 2 * (9 * 18 + 16)
+    d = _desc(rt, 1, 8, 8, 2, (16, 16), (16, 16), (1, 3), (1, 1), (1, 1), (0, 1), 10, windows=1)
+    assert rt.lib.ek_conv_scratch(d) == 4 * 10 * 18 + 4 * (9 * 18 + 16)
     d = _desc(rt, 1, 8, 4, 2, (5, 5), (3, 2), (3, 3), (2, 3), (1, 1), (1, 1), 9, windows=1)
     assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 9  # strides 2 and 3: windows do not fit, im2col
     # stride 2: 2 * 3 column planes per channel of 3 + 1 rows of the 5 output columns; the GEMM writes y itself
@@ -768,26 +775,51 @@ def test_sconv_transpose_vs_numpy(rt, case, tile):
     np.testing.assert_allclose(y, np.where(ref < 0, 0.1 * ref, ref), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape, windows", [
-    ((6, 16, 14, 10, 5, 0), True),     # lenet's second conv: im2col's 1500 short row copies cost 1.6x
-    ((256, 256, 14, 14, 3, 1), True),  # the padded columns fit the same GEMM panels
-    ((64, 64, 10, 8, 3, 0), False),    # mtcnn: they add a panel for 64 output channels
-    ((48, 192, 13, 13, 3, 1), False),  # squeezenet's expand: a panel for 192 output channels
-    ((16, 32, 40, 40, 3, 1), True),    # rows 8x longer than the padding: windows whatever the panels
-    ((8, 8, 9, 5, 3, 1), True),
-    ((16, 32, 4, 3, 3, 1), False),     # 9 outputs: im2col's columns are few enough for dot products
-    ((512, 512, 14, 7, 3, 1), True),   # resnet50's 7x7 (stride 2: column planes, as all 3x3+ kernels)
-    ((3, 64, 224, 112, 3, 1), True),   # squeezenet's stem
-    ((3, 32, 112, 56, 3, 1), True),    # mobilenet's
+@pytest.mark.parametrize("shape", [
+    (6, 16, 14, 10, 5, 0),     # lenet's second conv
+    (256, 256, 14, 14, 3, 1),
+    (64, 64, 10, 8, 3, 0),     # mtcnn's
+    (48, 192, 13, 13, 3, 1),   # squeezenet's expand
+    (16, 32, 40, 40, 3, 1),
+    (8, 8, 9, 5, 3, 1),
+    (16, 32, 4, 3, 3, 1),      # 9 outputs
+    (512, 512, 14, 7, 3, 1),   # resnet50's 7x7 at stride 2
+    (3, 64, 224, 112, 3, 1),   # squeezenet's stem at stride 2
+    (3, 32, 112, 56, 3, 1),    # mobilenet's
+    (96, 24, 80, 80, 3, 1),    # ppocrv4_det's: 2 extra copies of 96 channels cost more than 24 outputs' copy
 ])
-def test_conv_path_choice(shape, windows):
-    """The exporter's choice between im2col and windows (ConvGeometry.by_windows), which conv.c follows."""
+def test_conv_path_choice_2d(shape):
+    """2-D kernels of more than one row go by windows (ConvGeometry.by_windows, which conv.c follows): at stride 1
+    over column planes where (KW-1) * cg <= 2 * mg (scratch: KW planes per input channel), else over one padded band;
+    at stride 2 from 3x3 over column planes (2 * KW per input channel)."""
     from emit.ops.conv import ConvGeometry
 
     c, m, size, out, k, pad = shape
     g = ConvGeometry(n=1, c=c, m=m, group=1, inp=[1, size, size], out=[1, out, out], k=[1, k, k], stride=[1, 1, 1],
                      dil=[1, 1, 1], pad=[0, pad, pad])
-    assert g.by_windows() is windows
-    g.stride = [1, 2, 2]  # stride 2: column planes for 3x3 and larger kernels
+    assert g.by_windows()
+    assert g.column_planes() is ((k - 1) * c <= 2 * m)
+    if g.column_planes():
+        assert g.band_scratch(3) == c * k * (3 + k - 1) * out
+    else:
+        assert g.band_scratch(3) == c * (3 + k - 1) * (out + k - 1) + m * (2 * (out + k - 1) + out)
+    g.stride = [1, 2, 2]
     assert g.by_windows() is (k >= 3)
     assert g.band_scratch(3) == c * 2 * k * (3 + (k - 1) // 2) * out
+
+
+@pytest.mark.parametrize("shape, windows", [
+    ((16, 16, 1, 400, 398, 3), True),  # a 1-D conv: one row, no padded columns between rows
+    ((64, 64, 1, 10, 8, 3), False),    # 8 positions: im2col's columns are few enough for dot products
+    ((32, 64, 12, 12, 8, 5), False),   # a 1x5 kernel on 12 rows: the padded columns add 2 panels for 64 outputs
+    ((32, 8, 12, 12, 8, 5), True),     # for 8 output channels they cost less than im2col's copies
+])
+def test_conv_path_choice_one_row(shape, windows):
+    """Kernels of one row go by one padded band where its wasted columns cost less than im2col's copies."""
+    from emit.ops.conv import ConvGeometry
+
+    c, m, rows, size, out, k = shape
+    g = ConvGeometry(n=1, c=c, m=m, group=1, inp=[1, rows, size], out=[1, rows, out], k=[1, 1, k], stride=[1, 1, 1],
+                     dil=[1, 1, 1], pad=[0, 0, 0])
+    assert not g.column_planes()
+    assert g.by_windows() is windows

@@ -75,12 +75,13 @@ class ConvGeometry:
         return self.stride[1] == 2 and self.stride[2] == 2 and self.dil[1] == 1 and self.dil[2] == 1
 
     def by_windows(self) -> bool:
-        """A 2-D (or 1-D) stride-1 convolution of more than one input channel per group (the shapes conv.c's
-        ek_conv_by_windows accepts) runs on shifted windows of a padded band of input rows, without im2col, when
-        that costs less: each output row then carries (KW-1)*dil padded columns of wasted products, which matter
-        only where they add GEMM panels, while im2col copies every output row of every tap and channel on its own
-        (1.1-1.8x slower on 10x10 to 14x14 outputs; 10% faster only where the padding adds a panel for many
-        output channels, as on mtcnn's 64-channel 3x3 on 8x8 or squeezenet's 192-channel expand on 13x13)."""
+        """A 2-D (or 1-D) stride-1 convolution of more than one input channel per group, or a stride-2 2-D one (the
+        shapes conv.c's ek_conv_by_windows accepts), runs on shifted windows of copies of a band of input rows,
+        without im2col: over column planes where column_planes says so (a copy KH/stride times smaller than im2col's,
+        the GEMM writing the same outputs: 1.02-1.4x faster than im2col with AVX-512, mtcnn's 8x8 and 3x3 outputs
+        included; stride 2 from PHASE_MIN_KERNEL); others over one padded band when that costs less: each output row
+        then carries (KW-1)*dil padded columns of wasted products, which matter only where they add GEMM panels,
+        while im2col copies every output row of every tap and channel on its own."""
         stride1 = self.stride[1] == 1 and self.stride[2] == 1
         if not (self.c // self.group > 1 and not self.pointwise() and self.inp[0] == 1 and self.out[0] == 1
                 and self.k[0] == 1 and self.pad[0] == 0 and (stride1 or self.phases())
@@ -88,6 +89,8 @@ class ConvGeometry:
             return False
         if not stride1:
             return phase_windows(self.k[1], self.k[2])
+        if self.column_planes():
+            return True
         rows, cols, extra = self.out[1], self.out[2], (self.k[2] - 1) * self.dil[2]
         if cols >= 8 * extra:
             return True
@@ -105,13 +108,27 @@ class ConvGeometry:
         tw = (self.out[2] + 1) // 2
         return 16 * (self.c + self.m) * rows * tw + 4 * (rows * (2 * tw + 2) + 2) + 16 * rows * (tw + 1) + 4 * rows * tw
 
+    def column_planes(self) -> bool:
+        """conv.c's ek_conv_column_planes: windows over column planes (stride 2, or stride1_column_planes)."""
+        return self.phases() or stride1_column_planes(self.k[1], self.k[2], self.c // self.group, self.m // self.group)
+
     def band_scratch(self, rows: int) -> int:
-        """conv.c's ek_conv_scratch on the windows path: a band of `rows` output rows (stride 2: 2 * KW column
-        planes per input channel, written to y by the GEMM itself; stride 1: the padded band, then its outputs)."""
+        """conv.c's ek_conv_scratch on the windows path: a band of `rows` output rows (column planes: KW per row
+        phase and input channel, written to y by the GEMM itself; 1-D kernels: the padded band, then its outputs)."""
         if self.phases():
             return self.c // self.group * 2 * self.k[2] * (rows + (self.k[1] - 1) // 2) * self.out[2]
+        if self.column_planes():
+            return self.c // self.group * self.k[2] * (rows + (self.k[1] - 1) * self.dil[1]) * self.out[2]
         row, rows_in = self.out[2] + (self.k[2] - 1) * self.dil[2], rows + (self.k[1] - 1) * self.dil[1]
         return self.c // self.group * rows_in * row + self.m // self.group * ((rows - 1) * row + self.out[2])
+
+
+def stride1_column_planes(kh: int, kw: int, cg: int, mg: int) -> bool:
+    """Whether a stride-1 convolution's windows run over column planes (conv.c's ek_conv_column_planes): kernels of
+    more than one row whose planes' extra copies, KW-1 per input channel and position, cost no more than twice the
+    copy of the mg outputs they save (ppocrv4_det's 96 -> 24 3x3 on 80x80 1.09x slower by planes, 24 -> 24 on 40x40
+    1.03x faster)."""
+    return kh > 1 and (kw - 1) * cg <= 2 * mg
 
 
 def phase_windows(kh: int, kw: int) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ir import Node, Program
-from ..ops.conv import MIN_POSITIONS
+from ..ops.conv import MIN_POSITIONS, stride1_column_planes
 
 PACK_ROWS = 8  # EK_PACK_ROWS
 PACK_FEW = 16  # EK_PACK_FEW: a product of few columns, run by AVX-512 builds with the channels along the vectors
@@ -60,10 +60,11 @@ def _runs_as_gemm(n: Node, w: np.ndarray) -> bool:
 
 def _few_columns(n: Node, w: np.ndarray, out: tuple, positions: int) -> bool:
     """Whether the conv's products have FEW_POSITIONS columns: its output positions, or by windows of a padded band
-    (a stride-1 2-D kernel), those plus the padded columns between rows ((kw - 1) * dilation each, conv.c's band row;
-    stride 2's column planes have none)."""
-    cols = positions
-    if len(out) >= 4 and w.shape[-1] > 1:
+    (a stride-1 2-D kernel), those plus the padded columns between rows ((kw - 1) * dilation each, conv.c's band
+    row; ops/conv.py's column planes have none)."""
+    cols, group = positions, int(n.attrs.get("group", 1))
+    if len(out) >= 4 and w.shape[-1] > 1 and not stride1_column_planes(int(w.shape[-2]), int(w.shape[-1]),
+                                                                       int(w.shape[1]), int(w.shape[0]) // group):
         dil = int((n.attrs.get("dilations") or [1])[-1])
         stride = [int(s) for s in n.attrs.get("strides") or [1, 1]]
         if stride == [1, 1]:
