@@ -7,8 +7,8 @@
  * band; 3x3 stride 2 in vector builds straight from the rows, tap vectors unzipped in registers, read in place from x
  * when padded by 1; other stride 2 split into phase planes) or, for rows wider than 160, row by row; a stride-1 2-D
  * or 1-D one, or a stride-2 2-D one, where the exporter chose windows (d->windows) runs the GEMM on shifted windows
- * of copies of a band of input rows in the caller's scratch (d->tile output rows per band: column planes, or for 1-D
- * kernels one padded band); any other is im2col of d->tile output pixels at a time into the caller's scratch, then
+ * of copies of a band of input rows in the caller's scratch (d->tile output rows per band: column planes, or one
+ * padded band); any other is im2col of d->tile output pixels at a time into the caller's scratch, then
  * GEMM with the bias + activation epilogue. ConvTranspose: GEMM W^T X for d->tile input
  * pixels at a time, then col2im scatter-adds the columns into y.
  *
@@ -60,8 +60,8 @@ static int ek_conv_column_planes(const ek_conv_desc *d)
     return ek_conv_phases(d) || (d->k[1] > 1 && (d->k[2] - 1) * (d->c / d->group) <= 2 * (d->m / d->group));
 }
 
-/* the windows path's padded row length and its band's input rows (stride 2: of each column plane), for d->tile
- * output rows; and its planes per input channel */
+/* the windows path's row length and its band's input rows (stride 2: of each row parity), for d->tile output rows;
+ * and its planes per input channel */
 static size_t ek_conv_band_row(const ek_conv_desc *d)
 {
     return ek_conv_column_planes(d) ? d->out[2] : d->out[2] + (d->k[2] - 1) * d->dil[2];
@@ -100,8 +100,8 @@ size_t ek_conv_scratch(const ek_conv_desc *d)
                4 * d->tile * tw;
     }
     if (ek_conv_pointwise(d) || cg == 1) return 0;
-    if (ek_conv_by_windows(d)) { /* the padded band of cg channels (stride 2: 2 * KW column planes each), then, for
-                                  * stride 1, the band's mg output rows of that length */
+    if (ek_conv_by_windows(d)) { /* the band of cg channels (column planes: KW per row phase each), then, for one
+                                  * padded band, the band's mg output rows of its length */
         const size_t pw = ek_conv_band_row(d);
         return cg * ek_conv_band_planes(d) * ek_conv_band_rows_in(d) * pw +
                (ek_conv_column_planes(d) ? 0 : d->m / d->group * ((d->tile - 1) * pw + d->out[2]));
@@ -610,17 +610,17 @@ static void EK_FN(plane_row)(EK_T *row, size_t len, const EK_T *xr, size_t s, pt
 
 /* One group of a stride-1 2-D (or 1-D) convolution, or a stride-2 2-D one, by bands of d->tile output rows, with no
  * im2col: the GEMM packs (or reads in place) shifted windows of a copy of the band's input rows.
- * Column planes (stride 2, and stride-1 kernels of more than one row): each channel's band is copied into KW planes
- * per row phase (stride 1: one phase; stride 2: the row parities), plane (a, kw) holding the input columns
+ * Column planes (stride 2; stride 1 where ek_conv_column_planes says so): each channel's band is copied into KW
+ * planes per row phase (stride 1: one phase; stride 2: the row parities), plane (a, kw) holding the input columns
  * S*ow + kw*dil - pad of the rows of phase a, OW long, so that tap (ci, kh, kw) of output (r, ow) is plane
  * (kh % S, kw) at (r + kh*dil/S)*OW + ow: contiguous windows whose columns are y's, and the GEMM writes y itself. A
  * copy KH/S times smaller than im2col's. The single padded band they replaced (rows of OW + (KW-1)*dil, 4 phase
  * planes at stride 2) was a smaller copy, but carried (KW-1)*dil wasted outputs per row and went to y through scratch
  * and a copy: 1.02-1.3x slower with AVX-512 on stems, YOLO's layers, mtcnn's and squeezenet's, than im2col too; under
  * V8 1.05-1.15x slower at stride 2, within 2% at stride 1.
- * 1-D kernels (KH = 1) keep the padded band: their planes would be im2col's copy. Its rows are PW = OW + (KW-1)*dil
- * long, tap (ci, kh, kw) of output (r, ow) element r*PW + ow of the window at ci*rows_in*PW + kh*dil*PW + kw*dil, the
- * first OW columns of each output row copied to y. */
+ * Other stride-1 kernels keep the padded band: rows of PW = OW + (KW-1)*dil, tap (ci, kh, kw) of output (r, ow)
+ * element r*PW + ow of the window at ci*rows_in*PW + kh*dil*PW + kw*dil, the first OW columns of each output row
+ * copied to y. */
 static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
                                 EK_T *scratch, int act, EK_T act_a, EK_T act_b)
 {

@@ -1108,6 +1108,26 @@ static void EK_FN(finish_row)(EK_T *c, size_t n, EK_T alpha, EK_T beta, const EK
     EK_FN(act)(c, n, act, act_a, act_b);
 }
 
+#if EK_VEC && !EK_WIDE_TILES && EK_VACT_ROWS && defined(EK_Q8)
+#define EK_ACT_TILE 1
+/* sigmoid or SiLU (act) on a whole register tile just stored at c (rows ldc apart), the bias already added: wasm's
+ * epilogue for them, one call per tile. Through ek_svact_row, a call per row, it cost YOLOv8's 3 -> 16 stem more than
+ * its products under V8; in the register tile itself, the larger function ran the k loop 3-6% slower. */
+EK_NOINLINE void EK_FN(act_tile)(EK_T *c, size_t ldc, int act)
+{
+    size_t i, j;
+    EK_V t;
+    for (i = 0; i < EK_MR; ++i)
+        for (j = 0; j < EK_NR; j += EK_VL) {
+            memcpy(&t, c + i * ldc + j, sizeof t);
+            t = act == EK_ACT_SIGMOID ? ek_svsigmoid(t) : ek_svsilu(t);
+            memcpy(c + i * ldc + j, &t, sizeof t);
+        }
+}
+#else
+#define EK_ACT_TILE 0
+#endif
+
 /* one block of C: the products, plus what earlier K blocks left in C; the epilogue after the last */
 static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const EK_T *ap, const EK_T *bp,
                          const size_t *boff, EK_T *C, size_t ldc, size_t mr, size_t nr, int first, int last,
@@ -1117,19 +1137,29 @@ static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const E
     EK_T acc[EK_MR][EK_NR];
     size_t i, j;
 #if EK_VEC
-    /* a conv's epilogue, one bias per row then the activation, goes in registers (sigmoid and SiLU in float only) */
+    /* a conv's epilogue, one bias per row then the activation, goes in registers (sigmoid and SiLU in float only;
+     * in wasm, act_tile's, on the tile just stored) */
+    const int sigmoid_like = act == EK_ACT_SIGMOID || act == EK_ACT_SILU;
     const int in_regs = last && alpha == 1 && (!bias || (bias_cs == 0 && beta == 1)) &&
-                        (EK_WIDE_TILES ? sizeof(EK_T) == 4 || (act != EK_ACT_SIGMOID && act != EK_ACT_SILU)
-                                       : act == EK_ACT_NONE || act == EK_ACT_RELU || act == EK_ACT_CLIP);
+                        (EK_WIDE_TILES ? sizeof(EK_T) == 4 || !sigmoid_like
+                                       : act == EK_ACT_NONE || act == EK_ACT_RELU || act == EK_ACT_CLIP ||
+                                             (EK_ACT_TILE && sigmoid_like));
     EK_FN(tile_end) end;
     end.bias = bias, end.bias_rs = bias_rs, end.act = act, end.a = act_a, end.b = act_b;
+    if (EK_ACT_TILE && sigmoid_like) end.act = EK_ACT_NONE; /* act_tile's, after the tile's store */
     if (mr == EK_MR && nr == EK_NR) {
         EK_FN(micro_c)(kc, rows, acs, ap, bp, boff, C, ldc, first, in_regs ? &end : NULL, 0);
+#if EK_ACT_TILE
+        if (in_regs && sigmoid_like) EK_FN(act_tile)(C, ldc, act);
+#endif
     } else { /* an edge tile through a whole one on the stack: the same operations in the same order, so an element's
               * value does not depend on where the tiles fall (--threads splits them differently) */
         for (i = 0; i < EK_MR; ++i)
             for (j = 0; j < EK_NR; ++j) acc[i][j] = !first && i < mr && j < nr ? C[i * ldc + j] : (EK_T)0;
         EK_FN(micro_c)(kc, rows, acs, ap, bp, boff, acc[0], EK_NR, first, in_regs ? &end : NULL, nr <= EK_VL);
+#if EK_ACT_TILE
+        if (in_regs && sigmoid_like) EK_FN(act_tile)(acc[0], EK_NR, act);
+#endif
         for (i = 0; i < mr; ++i)
             for (j = 0; j < nr; ++j) C[i * ldc + j] = acc[i][j];
     }
@@ -1150,6 +1180,7 @@ static void EK_FN(block)(size_t kc, const EK_T *const *rows, size_t acs, const E
     }
 #endif
 }
+#undef EK_ACT_TILE
 
 /* C rows one at a time, for M < EK_MR (matrix-vector products): packing B would cost as much as
  * the products. Without transB: c += A[i,k] * B row k (contiguous); with it: dot products. */
