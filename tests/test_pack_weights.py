@@ -132,14 +132,20 @@ def test_few_positions_pack_in_groups_of_16_for_avx512(tmp_path, monkeypatch, av
     np.testing.assert_allclose(emit.load(tmp_path).run(x=x)["y"], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
 
 
-def test_dilated_windows_past_63_columns_keep_8_row_groups():
-    """7x7 outputs of a 3x3 conv dilated by 4: by windows its products have 49 + 6 * 8 = 97 columns, past few_cols'
-    63, so groups of EK_PACK_ROWS (undilated: 61 columns, groups of 16)."""
+def test_dilated_windows_past_63_columns_keep_8_row_groups(tmp_path):
+    """7x7 outputs of a 3x3 conv of 64 input channels for 16 outputs (windows over one padded band, not column
+    planes) dilated by 4: its products have 49 + 6 * 8 = 97 columns, past few_cols' 63, so groups of EK_PACK_ROWS
+    (undilated: 61 columns, groups of 16). Over column planes (32 input channels for 48 outputs) they have the 49
+    positions' columns whatever the dilation: groups of 16."""
     from emit.importer import import_model
 
-    for dil, rows in ((1, PACK_FEW), (4, PACK_ROWS)):
-        w = (RNG.standard_normal((48, 32, 3, 3)) / 17).astype(np.float32)
+    for m, c, dil, rows in ((16, 64, 1, PACK_FEW), (16, 64, 4, PACK_ROWS), (48, 32, 4, PACK_FEW)):
+        w = (RNG.standard_normal((m, c, 3, 3)) / 17).astype(np.float32)
         model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[dil] * 4, dilations=[dil, dil])],
-                           [tensor("x", [1, 32, 7, 7])], [tensor("y", [1, 48, 7, 7])], [init("w", w)])
+                           [tensor("x", [1, c, 7, 7])], [tensor("y", [1, m, 7, 7])], [init("w", w)])
         prog = pack_conv_weights(import_model(model), avx512=True)
         assert [n.attrs.get("__pack_rows__") for n in prog.nodes if n.op_type == "Conv"] == [rows]
+    # the last (dilated column planes in groups of 16, on an AVX-512 host) as onnxruntime computes it
+    emit.export(model, target="native", out=tmp_path)
+    x = RNG.standard_normal((1, 32, 7, 7)).astype(np.float32)
+    np.testing.assert_allclose(emit.load(tmp_path).run(x=x)["y"], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)

@@ -296,6 +296,7 @@ def test_im2col_scratch_lives_in_the_arena_for_its_node_only(tmp_path, monkeypat
     monkeypatch.setattr(conv, "IM2COL_BUDGET", 200)  # force several im2col chunks per image
     monkeypatch.setattr(conv, "HARD_BUDGET", 200)
     monkeypatch.setattr(conv, "MIN_TILE", 1)
+    monkeypatch.setattr(conv.ConvGeometry, "by_windows", lambda self: False)  # im2col, not windows of column planes
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["a"], ["r"]),
