@@ -445,7 +445,8 @@ static EK_T EK_FN(act1)(EK_T v, int act, EK_T a, EK_T b)
 
 #if EK_VEC
 /* t after ReLU or Clip(lo, hi) (act 1 or 2, NaN kept as act1 keeps it; other acts: t): the epilogue in registers of
- * micro_tile and of few_cols. Selects are bit operations on the comparisons' integer vectors. */
+ * micro_tile, few_cols and the depthwise kernels' stores. Selects are bit operations on the comparisons' integer
+ * vectors. */
 EK_INLINE EK_V EK_FN(vact_clamp)(EK_V t, int act, EK_V lo, EK_V hi)
 {
     const EK_V z = EK_VZERO;

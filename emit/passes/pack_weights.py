@@ -63,12 +63,11 @@ def _few_columns(n: Node, w: np.ndarray, out: tuple, positions: int) -> bool:
     (a stride-1 2-D kernel), those plus the padded columns between rows ((kw - 1) * dilation each, conv.c's band
     row; ops/conv.py's column planes have none)."""
     cols, group = positions, int(n.attrs.get("group", 1))
-    if len(out) >= 4 and w.shape[-1] > 1 and not stride1_column_planes(int(w.shape[-2]), int(w.shape[-1]),
-                                                                       int(w.shape[1]), int(w.shape[0]) // group):
+    stride1 = [int(s) for s in n.attrs.get("strides") or [1, 1]] == [1, 1]
+    if len(out) >= 4 and w.shape[-1] > 1 and stride1 and not stride1_column_planes(
+            int(w.shape[-2]), int(w.shape[-1]), int(w.shape[1]), int(w.shape[0]) // group):
         dil = int((n.attrs.get("dilations") or [1])[-1])
-        stride = [int(s) for s in n.attrs.get("strides") or [1, 1]]
-        if stride == [1, 1]:
-            cols += (int(out[-2]) - 1) * (int(w.shape[-1]) - 1) * dil
+        cols += (int(out[-2]) - 1) * (int(w.shape[-1]) - 1) * dil
     return FEW_POSITIONS[0] <= positions and cols <= FEW_POSITIONS[1]
 
 
