@@ -1,9 +1,9 @@
 /* onnx-emit runtime: Conv and ConvTranspose over 1-3 spatial axes (ek_sconv, ek_sconv_transpose and
  * their double twins), on top of gemm.c.
  *
- * Conv: one whose weights the exporter stored in Winograd's form (d->winograd) runs F(2x2, 3x3): input tile
- * transforms, 16 GEMMs, output tile transforms. A 1x1 stride-1 unpadded convolution is one GEMM per (image, group); a
- * depthwise one (one input channel per group) runs on bands of padded rows copied to the stack (flat sums over the
+ * Conv: one whose weights the exporter stored in Winograd's form (d->winograd) runs F(2x2, 3x3) or F(4x4, 3x3):
+ * input tile transforms, 16 or 36 GEMMs, output tile transforms. A 1x1 stride-1 unpadded convolution is one GEMM per
+ * (image, group); a depthwise one (one input channel per group) runs on bands of padded rows copied to the stack (flat sums over the
  * band; 3x3 stride 2 in vector builds straight from the rows, tap vectors unzipped in registers, read in place from x
  * when padded by 1; other stride 2 split into phase planes) or, for rows wider than 160, row by row; a stride-1 2-D
  * or 1-D one, or a stride-2 2-D one, where the exporter chose windows (d->windows) runs the GEMM on shifted windows
@@ -17,6 +17,16 @@
 
 #include "emit_runtime.h"
 #include <string.h>
+
+/* Winograd F(4x4, 3x3)'s B^T (Lavin & Gray) over six values into six lvalues, and A^T's four rows over six values */
+#define EK_WINO4_BT(d0, d1, d2, d3, d4, d5, o0, o1, o2, o3, o4, o5)                                                    \
+    ((o0) = 4 * (d0) - 5 * (d2) + (d4), (o1) = ((d3) + (d4)) - 4 * ((d1) + (d2)),                                       \
+     (o2) = ((d4) - (d3)) + 4 * ((d1) - (d2)), (o3) = ((d4) - (d2)) - 2 * ((d1) - (d3)),                                \
+     (o4) = ((d4) - (d2)) + 2 * ((d1) - (d3)), (o5) = 4 * (d1) - 5 * (d3) + (d5))
+#define EK_WINO4_A0(p0, p1, p2, p3, p4, p5) ((p0) + ((p1) + (p2)) + ((p3) + (p4)))
+#define EK_WINO4_A1(p0, p1, p2, p3, p4, p5) (((p1) - (p2)) + 2 * ((p3) - (p4)))
+#define EK_WINO4_A2(p0, p1, p2, p3, p4, p5) (((p1) + (p2)) + 4 * ((p3) + (p4)))
+#define EK_WINO4_A3(p0, p1, p2, p3, p4, p5) (((p1) - (p2)) + 8 * ((p3) - (p4)) + (p5))
 
 static int ek_conv_pointwise(const ek_conv_desc *d)
 {
@@ -84,20 +94,28 @@ static void ek_conv_padded_cols(size_t pad, size_t in, size_t len, size_t *c0, s
     *c1 = pad + in < len ? pad + in : len;
 }
 
-/* Winograd's 2x2 output tiles along a row (tile t reads padded input columns 2t .. 2t + 3) */
+/* Winograd's T x T output tiles along a row, T = d->winograd (tile t reads padded input columns Tt .. Tt + T + 1) */
 static size_t ek_wino_tiles_w(const ek_conv_desc *d)
 {
-    return (d->out[2] + 1) / 2;
+    return (d->out[2] + (size_t)d->winograd - 1) / (size_t)d->winograd;
+}
+
+/* Winograd's input stage's scratch: conv_winograd2's strips and their transforms, wino4_input's phase rows and the
+ * transformed ones */
+static size_t ek_wino_work(const ek_conv_desc *d)
+{
+    const size_t tw = ek_wino_tiles_w(d);
+    if (d->winograd == 2) return 4 * (d->tile * (2 * tw + 2) + 2) + 16 * d->tile * (tw + 1);
+    return (4 * d->tile + 2 + 6) * 4 * (tw + 1);
 }
 
 size_t ek_conv_scratch(const ek_conv_desc *d)
 {
     const size_t cg = d->c / d->group;
-    if (d->winograd) { /* V and the 16 products for d->tile rows of tiles, 4 strips of padded input rows, the strips'
-                        * 16 transforms, and the band's 4 output values per tile */
-        const size_t tw = ek_wino_tiles_w(d);
-        return 16 * (d->c + d->m) * d->tile * tw + 4 * (d->tile * (2 * tw + 2) + 2) + 16 * d->tile * (tw + 1) +
-               4 * d->tile * tw;
+    if (d->winograd) { /* V and the N^2 products for d->tile rows of T x T tiles (N = T + 2), the input stage's
+                        * work, and the band's T^2 output values per tile */
+        const size_t T = (size_t)d->winograd, N = T + 2, tw = ek_wino_tiles_w(d);
+        return N * N * (d->c + d->m) * d->tile * tw + ek_wino_work(d) + T * T * d->tile * tw;
     }
     if (ek_conv_pointwise(d) || cg == 1) return 0;
     if (ek_conv_by_windows(d)) { /* the band of cg channels (column planes: KW per row phase each), then, for one
@@ -679,10 +697,60 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
 #undef EK_DW_PHASES
 #undef EK_DW_ACT_REST
 
-/* Winograd's transforms over n tiles, on restrict pointers so that the compiler vectorises them without checking
- * that the streams do not overlap: B along a strip of B^T-transformed rows (tile j at column 2j) into v0..v3, and
- * A^T P A + b of the 16 products at p + xi * ps into the 2x2 outputs' four streams */
-static void EK_FN(wino_in_row)(const EK_T *restrict ur, size_t n, EK_T *restrict v0, EK_T *restrict v1,
+/* Winograd's transforms: F(2x2, 3x3) (Lavin & Gray) B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+ * A^T = [1 1 1 0; 0 1 -1 -1]; F(4x4, 3x3)'s in EK_WINO4_BT and EK_WINO4_A0..3. Each stream a loop writes is its own
+ * restrict parameter: clang 14 vectorised none of F(4x4)'s loops whose six streams were offsets of one pointer (it
+ * cannot tell that they do not overlap). */
+/* q0..q3[j] = u[4j .. 4j + 3] for j < n: a row split in its 4 column phases */
+static void EK_FN(wino_unzip4)(const EK_T *restrict u, size_t n, EK_T *restrict q0, EK_T *restrict q1, EK_T *restrict q2,
+                               EK_T *restrict q3)
+{
+    size_t j;
+    for (j = 0; j < n; ++j) q0[j] = u[4 * j], q1[j] = u[4 * j + 1], q2[j] = u[4 * j + 2], q3[j] = u[4 * j + 3];
+}
+
+/* y[4j .. 4j + 3] = o0..o3[j] for j < n: F(4x4)'s output columns back in a row */
+static void EK_FN(wino_zip4)(EK_T *restrict y, size_t n, const EK_T *restrict o0, const EK_T *restrict o1,
+                             const EK_T *restrict o2, const EK_T *restrict o3)
+{
+    size_t j;
+    for (j = 0; j < n; ++j) y[4 * j] = o0[j], y[4 * j + 1] = o1[j], y[4 * j + 2] = o2[j], y[4 * j + 3] = o3[j];
+}
+
+static void EK_FN(wino_phases)(EK_T *q, size_t n1, const EK_T *xr, size_t pad, const size_t *j0, const size_t *j1)
+{
+    size_t k, j, lo = 0, hi = n1;
+    if (!xr) {
+        memset(q, 0, 4 * n1 * sizeof(EK_T));
+        return;
+    }
+    for (k = 0; k < 4; ++k) { /* the columns where every phase holds a pixel: lo <= j < hi */
+        lo = j0[k] > lo ? j0[k] : lo;
+        hi = j1[k] < hi ? j1[k] : hi;
+    }
+    hi = hi > lo ? hi : lo;
+    for (k = 0; k < 4; ++k) { /* the edges, phase by phase: padding outside j0[k] <= j < j1[k] */
+        EK_T *qk = q + k * n1;
+        for (j = 0; j < j0[k]; ++j) qk[j] = 0;
+        for (; j < lo; ++j) qk[j] = xr[4 * j + k - pad];
+        for (j = hi; j < j1[k]; ++j) qk[j] = xr[4 * j + k - pad];
+        for (j = j1[k] > hi ? j1[k] : hi; j < n1; ++j) qk[j] = 0;
+    }
+    if (hi > lo) EK_FN(wino_unzip4)(xr + (4 * lo - pad), hi - lo, q + lo, q + n1 + lo, q + 2 * n1 + lo, q + 3 * n1 + lo);
+}
+
+/* F(4x4): B^T down the 6 rows q + i * qs (n elements each) into e0..e5 */
+static void EK_FN(wino4_down)(const EK_T *restrict q, size_t qs, size_t n, EK_T *restrict e0, EK_T *restrict e1,
+                              EK_T *restrict e2, EK_T *restrict e3, EK_T *restrict e4, EK_T *restrict e5)
+{
+    size_t t;
+    for (t = 0; t < n; ++t)
+        EK_WINO4_BT(q[t], q[qs + t], q[2 * qs + t], q[3 * qs + t], q[4 * qs + t], q[5 * qs + t], e0[t], e1[t], e2[t],
+                    e3[t], e4[t], e5[t]);
+}
+
+/* F(2x2): B along a strip of B^T-transformed rows (tile j at column 2j) into v0..v3 */
+static void EK_FN(wino2_along)(const EK_T *restrict ur, size_t n, EK_T *restrict v0, EK_T *restrict v1,
                                EK_T *restrict v2, EK_T *restrict v3)
 {
     size_t t;
@@ -692,8 +760,20 @@ static void EK_FN(wino_in_row)(const EK_T *restrict ur, size_t n, EK_T *restrict
     }
 }
 
-static void EK_FN(wino_out)(const EK_T *restrict p, size_t ps, size_t n, EK_T b, EK_T *restrict t00,
-                            EK_T *restrict t01, EK_T *restrict t10, EK_T *restrict t11)
+/* F(4x4): B along one row of tw tiles in phases (e: 4 planes of tw + 1) into its 6 streams v0..v5 */
+static void EK_FN(wino4_along)(const EK_T *restrict e, size_t tw, EK_T *restrict v0, EK_T *restrict v1,
+                               EK_T *restrict v2, EK_T *restrict v3, EK_T *restrict v4, EK_T *restrict v5)
+{
+    const size_t n1 = tw + 1;
+    size_t t;
+    for (t = 0; t < tw; ++t)
+        EK_WINO4_BT(e[t], e[n1 + t], e[2 * n1 + t], e[3 * n1 + t], e[t + 1], e[n1 + t + 1], v0[t], v1[t], v2[t], v3[t],
+                    v4[t], v5[t]);
+}
+
+/* F(2x2): A^T P A + b of n tiles' 16 products at p + xi * ps into the 2x2 outputs' four streams */
+static void EK_FN(wino2_out)(const EK_T *restrict p, size_t ps, size_t n, EK_T b, EK_T *restrict t00,
+                             EK_T *restrict t01, EK_T *restrict t10, EK_T *restrict t11)
 {
     size_t t;
     for (t = 0; t < n; ++t) { /* A^T down the 4 rows of products, then A along */
@@ -709,6 +789,72 @@ static void EK_FN(wino_out)(const EK_T *restrict p, size_t ps, size_t n, EK_T b,
     }
 }
 
+/* F(4x4): output row I (0-3) of n tiles, into o0..o3: A^T's row I down the 6 rows of products (p + r * 6 * ps), then
+ * A along, + b */
+#define EK_WINO4_OUT_ROW(I)                                                                                            \
+    for (t = 0; t < n; ++t) {                                                                                          \
+        const EK_T *q = p + t;                                                                                         \
+        const EK_T s0 = EK_WINO4_A##I(q[0], q[6 * ps], q[12 * ps], q[18 * ps], q[24 * ps], q[30 * ps]);               \
+        const EK_T s1 = EK_WINO4_A##I(q[ps], q[7 * ps], q[13 * ps], q[19 * ps], q[25 * ps], q[31 * ps]);              \
+        const EK_T s2 = EK_WINO4_A##I(q[2 * ps], q[8 * ps], q[14 * ps], q[20 * ps], q[26 * ps], q[32 * ps]);          \
+        const EK_T s3 = EK_WINO4_A##I(q[3 * ps], q[9 * ps], q[15 * ps], q[21 * ps], q[27 * ps], q[33 * ps]);          \
+        const EK_T s4 = EK_WINO4_A##I(q[4 * ps], q[10 * ps], q[16 * ps], q[22 * ps], q[28 * ps], q[34 * ps]);         \
+        const EK_T s5 = EK_WINO4_A##I(q[5 * ps], q[11 * ps], q[17 * ps], q[23 * ps], q[29 * ps], q[35 * ps]);         \
+        o0[t] = EK_WINO4_A0(s0, s1, s2, s3, s4, s5) + b, o1[t] = EK_WINO4_A1(s0, s1, s2, s3, s4, s5) + b;            \
+        o2[t] = EK_WINO4_A2(s0, s1, s2, s3, s4, s5) + b, o3[t] = EK_WINO4_A3(s0, s1, s2, s3, s4, s5) + b;            \
+    }
+
+static void EK_FN(wino4_out_row)(const EK_T *restrict p, size_t ps, size_t n, size_t i, EK_T b, EK_T *restrict o0,
+                                 EK_T *restrict o1, EK_T *restrict o2, EK_T *restrict o3)
+{
+    size_t t;
+    switch (i) { /* a loop per row: the rows' sums differ */
+    case 0: EK_WINO4_OUT_ROW(0) break;
+    case 1: EK_WINO4_OUT_ROW(1) break;
+    case 2: EK_WINO4_OUT_ROW(2) break;
+    default: EK_WINO4_OUT_ROW(3)
+    }
+}
+#undef EK_WINO4_OUT_ROW
+
+/* F(4x4)'s: the band's padded input rows in 4 column phases (q[k * (TW + 1) + j] = padded column 4j + k), so that
+ * tile j's 6 columns are phases 0-3 at j and phases 0, 1 at j + 1 and every transform reads whole vectors (the stride-4
+ * reads of strips did not vectorise under clang 14); then per row of tiles, B^T down its 6 input rows and B along
+ * each, straight into V */
+static void EK_FN(wino4_input)(const ek_conv_desc *d, const EK_T *xc, size_t th0, size_t nr, EK_T *v, size_t vs,
+                               EK_T *work)
+{
+    const size_t IH = d->in[1], IW = d->in[2], TW = ek_wino_tiles_w(d), PW = 4 * (TW + 1), pw0 = (size_t)d->pad[2];
+    EK_T *q = work, *e = q + (4 * d->tile + 2) * PW;
+    size_t r, tr, k, c0, c1, j0[4], j1[4];
+    ek_conv_padded_cols(pw0, IW, PW, &c0, &c1);
+    for (k = 0; k < 4; ++k) { /* phase k's pixels: j0[k] <= j < j1[k], the padded columns c0 <= 4j + k < c1 */
+        j0[k] = c0 > k ? (c0 - k + 3) / 4 : 0;
+        j1[k] = c1 > k ? (c1 - k + 3) / 4 : 0;
+    }
+    for (r = 0; r < 4 * nr + 2; ++r) {
+        const ptrdiff_t ih = (ptrdiff_t)(4 * th0 + r) - d->pad[1];
+        EK_FN(wino_phases)(q + r * PW, TW + 1, ih >= 0 && ih < (ptrdiff_t)IH ? xc + (size_t)ih * IW : NULL, pw0, j0, j1);
+    }
+    for (tr = 0; tr < nr; ++tr) {
+        EK_T *vr = v + tr * TW;
+        EK_FN(wino4_down)(q + 4 * tr * PW, PW, PW, e, e + PW, e + 2 * PW, e + 3 * PW, e + 4 * PW, e + 5 * PW);
+        for (r = 0; r < 6; ++r, vr += 6 * vs)
+            EK_FN(wino4_along)(e + r * PW, TW, vr, vr + vs, vr + 2 * vs, vr + 3 * vs, vr + 4 * vs, vr + 5 * vs);
+    }
+}
+
+/* Winograd's nn products P[xi] = U[xi] V[xi] of a band of nt tiles: U[xi] m x c (rows padded to whole groups of
+ * d->packed when packed), V[xi] c x nt, P[xi] m x nt */
+static void EK_FN(wino_products)(const ek_conv_desc *d, size_t nn, size_t nt, const EK_T *w, const EK_T *V, EK_T *P)
+{
+    const size_t C = d->c, M = d->m, pr = d->packed > 0 ? (size_t)d->packed : 1, wrows = (M + pr - 1) / pr * pr;
+    size_t xi;
+    for (xi = 0; xi < nn; ++xi)
+        EK_FN(gemm_conv)(M, nt, C, w + xi * wrows * C, d->packed, V + xi * C * nt, nt, NULL, NULL, P + xi * M * nt, nt,
+                         EK_ACT_NONE, 0, 0);
+}
+
 /* Winograd F(2x2, 3x3): w holds U[xi] = (G g G^T)[xi / 4][xi % 4] for each (output, input) channel pair, 16
  * matrices of m x c (m rounded up to whole groups of d->packed rows when packed). Per band of d->tile rows of 2x2
  * output tiles: each input tile's 4x4 window d goes to V[xi][c][tile] = (B^T d B)[xi / 4][xi % 4]; then
@@ -717,12 +863,11 @@ static void EK_FN(wino_out)(const EK_T *restrict p, size_t ps, size_t n, EK_T b,
  * vectors: the band's padded input rows are laid end to end (4 strips, one per row of the tiles' windows), where tile
  * (tr, tw) starts at column 2 * (tr * (TW + 1) + tw); the one extra tile per row this counts is dropped as V is
  * written. */
-static void EK_FN(conv_winograd)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
-                                 EK_T *scratch, int act, EK_T act_a, EK_T act_b)
+static void EK_FN(conv_winograd2)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
+                                  EK_T *scratch, int act, EK_T act_a, EK_T act_b)
 {
     const size_t C = d->c, M = d->m, IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2];
     const size_t TH = (OH + 1) / 2, TW = ek_wino_tiles_w(d), PW = 2 * TW + 2, pw0 = (size_t)d->pad[2];
-    const size_t pr = d->packed > 0 ? (size_t)d->packed : 1, wrows = (M + pr - 1) / pr * pr;
     const size_t SL = d->tile * PW + 2, LT = d->tile * (TW + 1); /* a strip's length, the strips' tiles */
     EK_T *V = scratch, *P = V + 16 * C * d->tile * TW, *strip = P + 16 * M * d->tile * TW, *vt = strip + 4 * SL;
     EK_T *t00 = vt + 16 * LT, *t01 = t00 + d->tile * TW, *t10 = t01 + d->tile * TW, *t11 = t10 + d->tile * TW;
@@ -746,7 +891,7 @@ static void EK_FN(conv_winograd)(const ek_conv_desc *d, const EK_T *x, const EK_
                 strip[t] = a0 - a2, strip[SL + t] = a1 + a2, strip[2 * SL + t] = a2 - a1, strip[3 * SL + t] = a1 - a3;
             }
             for (r = 0; r < 4; ++r) /* then B along each */
-                EK_FN(wino_in_row)(strip + r * SL, lt, vt + 4 * r * LT, vt + (4 * r + 1) * LT, vt + (4 * r + 2) * LT,
+                EK_FN(wino2_along)(strip + r * SL, lt, vt + 4 * r * LT, vt + (4 * r + 1) * LT, vt + (4 * r + 2) * LT,
                                    vt + (4 * r + 3) * LT);
             for (xi = 0; xi < 16; ++xi)
                 for (tr = 0; tr < nr; ++tr) { /* short rows: in 4-element moves, not a call to memcpy each */
@@ -756,18 +901,49 @@ static void EK_FN(conv_winograd)(const ek_conv_desc *d, const EK_T *x, const EK_
                     for (; t < TW; ++t) dst[t] = src[t];
                 }
         }
-        for (xi = 0; xi < 16; ++xi)
-            EK_FN(gemm_conv)(M, nt, C, w + xi * wrows * C, d->packed, V + xi * vs, nt, NULL, NULL, P + xi * ps, nt,
-                             EK_ACT_NONE, 0, 0);
+        EK_FN(wino_products)(d, 16, nt, w, V, P);
         for (m = 0; m < M; ++m) {
             const EK_T b = bias ? bias[m] : (EK_T)0, *p = P + m * nt;
             EK_T *yb = y + (m * OH + 2 * th0) * OW;
-            EK_FN(wino_out)(p, ps, nt, b, t00, t01, t10, t11);
+            EK_FN(wino2_out)(p, ps, nt, b, t00, t01, t10, t11);
             for (r = 0; r < rows_out; ++r) { /* output row r of the band: tile row r / 2, its top or bottom pair */
                 const EK_T *ta = (r % 2 ? t10 : t00) + r / 2 * TW, *tb = (r % 2 ? t11 : t01) + r / 2 * TW;
                 EK_T *yr = yb + r * OW;
                 for (t = 0; t < OW / 2; ++t) yr[2 * t] = ta[t], yr[2 * t + 1] = tb[t];
                 if (OW % 2) yr[OW - 1] = ta[TW - 1];
+            }
+            EK_FN(act)(yb, rows_out * OW, act, act_a, act_b);
+        }
+    }
+}
+
+/* Winograd F(4x4, 3x3), as conv_winograd2 with 4x4 output tiles: 36 matrices U[xi] = (G g G^T)[xi / 6][xi % 6] of
+ * m x c, each input tile's 6x6 window to V[xi][c][tile] = (B^T d B)[xi / 6][xi % 6] (wino4_input), 36 GEMMs, then
+ * A^T P A + bias by output row of the tiles (wino4_out_row) and the rows' 4 streams zipped into y's rows. 36 products
+ * per 4x4 outputs and channel pair where the direct convolution has 144 (F(2x2): 64). */
+static void EK_FN(conv_winograd4)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y,
+                                  EK_T *scratch, int act, EK_T act_a, EK_T act_b)
+{
+    const size_t C = d->c, M = d->m, IH = d->in[1], IW = d->in[2], OH = d->out[1], OW = d->out[2];
+    const size_t TH = (OH + 3) / 4, TW = ek_wino_tiles_w(d), OS = d->tile * TW; /* OS: a band's tiles at most */
+    EK_T *V = scratch, *P = V + 36 * C * OS, *work = P + 36 * M * OS, *o = work + ek_wino_work(d);
+    size_t th0, c, r, m, j;
+    for (th0 = 0; th0 < TH; th0 += d->tile) {
+        const size_t nr = TH - th0 < d->tile ? TH - th0 : d->tile, nt = nr * TW, vs = C * nt, ps = M * nt;
+        const size_t rows_out = OH - 4 * th0 < 4 * nr ? OH - 4 * th0 : 4 * nr;
+        for (c = 0; c < C; ++c) EK_FN(wino4_input)(d, x + c * IH * IW, th0, nr, V + c * nt, vs, work);
+        EK_FN(wino_products)(d, 36, nt, w, V, P);
+        for (m = 0; m < M; ++m) {
+            const EK_T b = bias ? bias[m] : (EK_T)0, *p = P + m * nt;
+            EK_T *yb = y + (m * OH + 4 * th0) * OW;
+            for (j = 0; j < 4; ++j)
+                EK_FN(wino4_out_row)(p, ps, nt, j, b, o + 4 * j * OS, o + (4 * j + 1) * OS, o + (4 * j + 2) * OS,
+                                     o + (4 * j + 3) * OS);
+            for (r = 0; r < rows_out; ++r) { /* output row r of the band: row r % 4 of tile row r / 4 */
+                const EK_T *orow = o + r % 4 * 4 * OS + r / 4 * TW;
+                EK_T *yr = yb + r * OW;
+                EK_FN(wino_zip4)(yr, OW / 4, orow, orow + OS, orow + 2 * OS, orow + 3 * OS);
+                for (j = OW / 4 * 4; j < OW; ++j) yr[j] = orow[j % 4 * OS + TW - 1];
             }
             EK_FN(act)(yb, rows_out * OW, act, act_a, act_b);
         }
@@ -802,7 +978,8 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
             const EK_T *bg = bias ? bias + g * mg : bias;
             EK_T *yg = y + (n * d->m + g * mg) * sout;
             if (d->winograd) {
-                EK_FN(conv_winograd)(d, xg, w, bias, yg, scratch, act, act_a, act_b);
+                if (d->winograd == 4) EK_FN(conv_winograd4)(d, xg, w, bias, yg, scratch, act, act_a, act_b);
+                else EK_FN(conv_winograd2)(d, xg, w, bias, yg, scratch, act, act_a, act_b);
             } else if (pointwise) {
                 EK_FN(gemm_conv)(mg, sout, cg, wg, d->packed, xg, sin, NULL, bg, yg, sout, act, act_a, act_b);
             } else if (ek_conv_by_windows(d)) {

@@ -163,9 +163,10 @@ typedef struct {
     int windows;           /* Conv: by shifted windows of a padded band of input rows instead of im2col (stride-1
                             * 2-D or 1-D convolutions of several input channels per group, or stride-2 2-D ones;
                             * conv.c checks the shape) */
-    int winograd;          /* Conv: Winograd F(2x2, 3x3), chosen at export for a stride-1 undilated 3x3 2-D
-                            * convolution of one group, which stored w as U = G g G^T: 16 matrices of m x c (each
-                            * packed when `packed` is set); d->tile is then rows of 2x2 output tiles per band */
+    int winograd;          /* Conv: Winograd F(T x T, 3x3) for T = winograd (2 or 4; 0: none), chosen at export for
+                            * a stride-1 undilated 3x3 2-D convolution of one group, which stored w as U = G g G^T:
+                            * (T + 2)^2 matrices of m x c (each packed when `packed` is set); d->tile is then rows of
+                            * T x T output tiles per band */
     int packed;            /* Conv: w packed for the GEMM in groups of this many rows (EK_PACK_ROWS or EK_PACK_FEW;
                             * 0: ONNX's layout), each group's m/group rows on their own; never for a convolution of
                             * one input channel per group that is not 1x1 */

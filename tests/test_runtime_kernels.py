@@ -632,9 +632,10 @@ WINOGRAD_CONVS = [
 
 @pytest.mark.parametrize("case", WINOGRAD_CONVS, ids=[c[0] for c in WINOGRAD_CONVS])
 @pytest.mark.parametrize("build", ["rt", "rt_native", "rt_avx2"])
-def test_sconv_winograd(request, case, build):
-    """d->winograd with weights from emit/passes/winograd.py, packed and not: the convolution (and its bias and
-    activation), within float32 rounding of the transforms' sums."""
+@pytest.mark.parametrize("tile", [2, 4])
+def test_sconv_winograd(request, case, build, tile):
+    """d->winograd = F(tile x tile, 3x3) with weights from emit/passes/winograd.py, packed and not: the convolution
+    (and its bias and activation), within float32 rounding of the transforms' sums."""
     from emit.passes.pack_weights import PACK_ROWS
     from emit.passes.winograd import winograd_weights
 
@@ -649,8 +650,8 @@ def test_sconv_winograd(request, case, build):
     bound = 1e-5 * (np.abs(ref_conv(np.abs(x), np.abs(w), np.abs(b), (1, 1), (1, 1), pad, out)) + 1)
     for packed in (0, PACK_ROWS):
         d = _desc(runtime, n, c, m, 1, inp, out, (3, 3), (1, 1), (1, 1), pad, rows)
-        d.winograd, d.packed = 1, packed
-        u = winograd_weights(w, packed=bool(packed))
+        d.winograd, d.packed = tile, packed
+        u = winograd_weights(w, packed=bool(packed), tile=tile)
         scratch = np.full(runtime.lib.ek_conv_scratch(d), np.nan, np.float32)
         y = np.full((n, m, *out), np.nan, np.float32)
         runtime.lib.ek_sconv(d, _ptr(runtime, x, "float"), _ptr(runtime, u, "float"), _ptr(runtime, b, "float"),
@@ -680,16 +681,20 @@ def test_conv_scratch_sizes(rt):
     # stride 2: 2 * 3 column planes per channel of 3 + 1 rows of the 5 output columns; the GEMM writes y itself
     d = _desc(rt, 1, 8, 4, 2, (10, 10), (5, 5), (3, 3), (2, 2), (1, 1), (1, 1), 3, windows=1)
     assert rt.lib.ek_conv_scratch(d) == 4 * 6 * 4 * 5
-    # Winograd: 3 rows of 9 tiles (17 columns) of V (8 channels) and of the products (4 channels), 16 of each, then
-    # 4 strips of the band's 3 padded input rows of 2 * 9 + 2 (+ 2), their 16 transforms over 3 * 10 tiles, and the
-    # band's 4 outputs per tile
-    d = _desc(rt, 1, 8, 4, 1, (17, 17), (17, 17), (3, 3), (1, 1), (1, 1), (1, 1), 3)
-    d.winograd = 1
-    assert rt.lib.ek_conv_scratch(d) == 16 * (8 + 4) * 3 * 9 + 4 * (3 * 20 + 2) + 16 * 3 * 10 + 4 * 3 * 9
+    # Winograd F(2x2): 3 rows of 9 tiles (17 columns) of V (8 channels) and of the products (4 channels), 16 of each,
+    # then 4 strips of the band's 3 padded input rows of 2 * 9 + 2 (+ 2), their 16 transforms over 3 * 10 tiles, and
+    # the band's 4 outputs per tile; F(4x4): 3 rows of 5 tiles, 36 of each, the band's 3 * 4 + 2 input rows in column
+    # phases (4 * (5 + 1) columns) and 6 transformed ones, 16 outputs per tile
     from emit.ops.conv import ConvGeometry  # what the exporter reserves in the arena
 
-    g = ConvGeometry(1, 8, 4, 1, [1, 17, 17], [1, 17, 17], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 1, 1], winograd=True)
-    assert g.winograd_scratch(3) == rt.lib.ek_conv_scratch(d)
+    d = _desc(rt, 1, 8, 4, 1, (17, 17), (17, 17), (3, 3), (1, 1), (1, 1), (1, 1), 3)
+    for tile, size in ((2, 16 * (8 + 4) * 3 * 9 + 4 * (3 * 20 + 2) + 16 * 3 * 10 + 4 * 3 * 9),
+                       (4, 36 * (8 + 4) * 3 * 5 + (14 + 6) * 24 + 16 * 3 * 5)):
+        d.winograd = tile
+        assert rt.lib.ek_conv_scratch(d) == size
+        g = ConvGeometry(1, 8, 4, 1, [1, 17, 17], [1, 17, 17], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 1, 1],
+                         winograd=tile)
+        assert g.winograd_scratch(3) == size
 
 
 def test_dconv_vs_numpy(rt):

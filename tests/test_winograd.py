@@ -13,27 +13,40 @@ from onnx import helper
 import emit
 from emit.ir import Node
 from emit.passes.pack_weights import PACK_ROWS, pack_rows
-from emit.passes.winograd import takes_winograd, winograd_weights
+from emit.passes.winograd import takes_winograd, winograd_tile, winograd_weights
 
 from .helpers import init, make_model, ort_run, tensor
 
 RNG = np.random.default_rng(11)
-# F(2x2, 3x3)'s data and output transforms (B^T, A^T)
-BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
-AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+# the data and output transforms (B^T, A^T) of F(2x2, 3x3) and F(4x4, 3x3), by output tile side
+BT = {2: np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
+      4: np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+                   [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64)}
+AT = {2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64),
+      4: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64)}
 
 
-def test_transformed_weights_give_the_convolution():
-    """U from winograd_weights, with the data and output transforms, is the 3x3 correlation of each 4x4 window."""
-    m, c = 5, 3
+@pytest.mark.parametrize("tile", [2, 4])
+def test_transformed_weights_give_the_convolution(tile):
+    """U from winograd_weights, with the data and output transforms, is the 3x3 correlation of each window of
+    (tile + 2)^2."""
+    m, c, n = 5, 3, tile + 2
     w = RNG.standard_normal((m, c, 3, 3)).astype(np.float32)
-    x = RNG.standard_normal((c, 4, 4))
-    u = winograd_weights(w, packed=False).astype(np.float64).reshape(4, 4, m, c)
-    v = np.einsum("ik,ckl,jl->ijc", BT, x, BT)  # B^T d B per channel
-    y = np.einsum("ik,klm,jl->mij", AT, np.einsum("ijmc,ijc->ijm", u, v), AT)
-    direct = np.array([[[np.sum(w[o].astype(np.float64) * x[:, r:r + 3, s:s + 3]) for s in range(2)]
-                        for r in range(2)] for o in range(m)])
-    np.testing.assert_allclose(y, direct, rtol=1e-6, atol=1e-6)
+    x = RNG.standard_normal((c, n, n))
+    u = winograd_weights(w, packed=False, tile=tile).astype(np.float64).reshape(n, n, m, c)
+    v = np.einsum("ik,ckl,jl->ijc", BT[tile], x, BT[tile])  # B^T d B per channel
+    y = np.einsum("ik,klm,jl->mij", AT[tile], np.einsum("ijmc,ijc->ijm", u, v), AT[tile])
+    direct = np.array([[[np.sum(w[o].astype(np.float64) * x[:, r:r + 3, s:s + 3]) for s in range(tile)]
+                        for r in range(tile)] for o in range(m)])
+    tol = 1e-6 if tile == 2 else 2e-5  # U in float32: F(4x4)'s sixths and twenty-fourths round further
+    np.testing.assert_allclose(y, direct, rtol=tol, atol=tol)
+
+
+def test_tile_side_by_build_and_outputs():
+    """F(4x4) in wasm from 13x13 outputs (4 x 4 tiles); F(2x2) below that and in packed (AVX) builds."""
+    assert winograd_tile((1, 8, 13, 40), packed=False) == 4
+    assert winograd_tile((1, 8, 12, 40), packed=False) == 2
+    assert winograd_tile((1, 8, 40, 40), packed=True) == 2
 
 
 def test_packed_layout_is_each_matrix_packed():
@@ -101,8 +114,21 @@ def test_winograd_convs_match_onnxruntime(tmp_path, target):
     emit.export(model, target=target, out=tmp_path)
     code = (tmp_path / "model.c").read_text()
     flags = re.findall(r"ek_conv_desc d = \{.*, (\d), \d+ \};", code)  # desc.winograd of each Conv
-    assert flags == (["1", "0", "0"] if target == "native" else ["1", "1", "1"])
+    assert flags == (["2", "0", "0"] if target == "native" else ["2", "2", "2"])
     x = RNG.standard_normal((2, 64, 9, 12)).astype(np.float32)
+    got = emit.load(tmp_path).run(x=x)["y"]
+    np.testing.assert_allclose(got, ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+# F(4x4) in wasm: 15x17 then 15x16 outputs (rows and columns past whole 4x4 tiles), asymmetric padding, a batch of two
+LAYERS4 = [(32, 36, [1, 1, 1, 1], "Relu"), (36, 20, [0, 1, 2, 0], None)]
+
+
+def test_f4x4_convs_match_onnxruntime_in_wasm(tmp_path):
+    model = _model(LAYERS4, (15, 17), n=2)
+    emit.export(model, target="wasm", out=tmp_path)
+    assert re.findall(r"ek_conv_desc d = \{.*, (\d), \d+ \};", (tmp_path / "model.c").read_text()) == ["4", "4"]
+    x = RNG.standard_normal((2, 32, 15, 17)).astype(np.float32)
     got = emit.load(tmp_path).run(x=x)["y"]
     np.testing.assert_allclose(got, ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
 

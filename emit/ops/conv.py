@@ -50,7 +50,7 @@ class ConvGeometry:
     tile: int = 1
     windows: bool = False  # by shifted windows of a padded band of input rows (by_windows), not im2col
     packed: int = 0  # rows per group of w packed for the GEMM at export time (emit/passes/pack_weights.py), or 0
-    winograd: bool = False  # w in Winograd's F(2x2, 3x3) form (emit/passes/winograd.py); tile: rows of 2x2 tiles
+    winograd: int = 0  # w in Winograd's F(T x T, 3x3) form, T = 2 or 4 (emit/passes/winograd.py); tile: rows of tiles
 
     def c_init(self) -> str:
         def arr(v: list[int]) -> str:
@@ -59,7 +59,7 @@ class ConvGeometry:
         return (
             f"{{ {self.n}, {self.c}, {self.m}, {self.group}, {arr(self.inp)}, {arr(self.out)}, {arr(self.k)}, "
             f"{arr(self.stride)}, {arr(self.dil)}, {arr(self.pad)}, {self.tile}, {int(self.windows)}, "
-            f"{int(self.winograd)}, {self.packed} }}"
+            f"{self.winograd}, {self.packed} }}"
         )
 
     @property
@@ -104,9 +104,12 @@ class ConvGeometry:
         return wasted <= IM2COL_SEGMENT_PRODUCTS * rows
 
     def winograd_scratch(self, rows: int) -> int:
-        """conv.c's ek_conv_scratch for Winograd: bands of `rows` rows of 2x2 tiles."""
-        tw = (self.out[2] + 1) // 2
-        return 16 * (self.c + self.m) * rows * tw + 4 * (rows * (2 * tw + 2) + 2) + 16 * rows * (tw + 1) + 4 * rows * tw
+        """conv.c's ek_conv_scratch for Winograd: bands of `rows` rows of T x T tiles (windows of N x N), with the
+        input stage's work (ek_wino_work)."""
+        t = self.winograd
+        tw, n = -(-self.out[2] // t), t + 2
+        work = 4 * (rows * (2 * tw + 2) + 2) + 16 * rows * (tw + 1) if t == 2 else (4 * rows + 8) * 4 * (tw + 1)
+        return n * n * (self.c + self.m) * rows * tw + work + t * t * rows * tw
 
     def column_planes(self) -> bool:
         """conv.c's ek_conv_column_planes: windows over column planes (stride 2, or stride1_column_planes)."""
@@ -168,9 +171,9 @@ def _band_rows(g: ConvGeometry) -> int:
 
 
 def _winograd_rows(g: ConvGeometry) -> int:
-    """Rows of 2x2 tiles per Winograd band: WINOGRAD_COLUMNS tiles or more for the 16 GEMMs' panels, within
+    """Rows of Winograd tiles per band: WINOGRAD_COLUMNS tiles or more for the GEMMs' panels, within
     WINOGRAD_BUDGET of scratch, in bands of equal size."""
-    tw, th = (g.out[2] + 1) // 2, (g.out[1] + 1) // 2
+    tw, th = -(-g.out[2] // g.winograd), -(-g.out[1] // g.winograd)
     rows = max(1, min(th, -(-WINOGRAD_COLUMNS // tw)))
     while rows > 1 and g.winograd_scratch(rows) > WINOGRAD_BUDGET:
         rows -= 1
@@ -218,7 +221,7 @@ def geometry(ctx: Lowering, transpose: bool) -> ConvGeometry:
     return ConvGeometry(
         n=x.shape[0], c=c, m=m, group=group, inp=_pad3(ins, 1), out=_pad3(outs, 1), k=_pad3(kernel, 1),
         stride=_pad3(strides, 1), dil=_pad3(dil, 1), pad=_pad3(begin, 0), packed=int(ctx.attr("__pack_rows__") or 0),
-        winograd=bool(ctx.attr("__winograd__")),
+        winograd=int(ctx.attr("__winograd__") or 0),
     )
 
 

@@ -1,7 +1,10 @@
-"""Store the weights of suitable 3x3 convolutions in Winograd's F(2x2, 3x3) form, once, at export time, for
-runtime_c/conv.c's conv_winograd: U = G g G^T for each (output, input) channel pair, laid out as 16 matrices of
-m x c (U[xi] = (G g G^T)[xi // 4][xi % 4]). The convolution then costs 16 products per 2x2 outputs and channel pair
-instead of 36, plus transforms linear in the tiles (resnet-style 64-512 channel layers: 1.4-1.75x faster natively).
+"""Store the weights of suitable 3x3 convolutions in Winograd's F(2x2, 3x3) or F(4x4, 3x3) form, once, at export
+time, for runtime_c/conv.c's conv_winograd2/conv_winograd4: U = G g G^T for each (output, input) channel pair, laid out as N^2
+matrices of m x c (N = T + 2 for T x T output tiles; U[xi] = (G g G^T)[xi // N][xi % N]). The convolution then costs
+16 products per 2x2 outputs and channel pair instead of 36 (F(2x2)), or 36 per 4x4 outputs instead of 144 (F(4x4)),
+plus transforms linear in the tiles (resnet-style 64-512 channel layers: 1.4-1.75x faster natively with F(2x2)).
+F(4x4) in wasm builds on outputs of 13x13 and more (F4_MIN_SIDE); F(2x2) elsewhere: with AVX-512, F(4x4) was 1.05-1.1x
+faster only on 40x40+ outputs and 0.6-0.95x on the rest (its short rows of tiles against 16-float vectors).
 
 Only stride-1, undilated 3x3 2-D convolutions of one group with enough channels take it: with few, the 16 GEMMs'
 short K (input channels) and few rows (output channels) lose what the products save, as do the transforms on small
@@ -10,7 +13,7 @@ im2col): under V8 (wasm's 4x4 tile without FMA) 32 input channels suffice (1.1-2
 AVX-512's register tiles, 32+ input and output channels from 16x16 outputs (1.1-1.7x), 48+ input channels from 8x8
 (1.1-1.6x; 32: 0.9-1.0x), and smaller outputs only for 65536+ channel pairs (512 x 512 on 7x7: 1.7x; 64 x 64: 0.8x);
 16 input channels for 64+ outputs on 32x32+ (1.2x).
-The weights grow by 16/9 (their storage, not the arena).
+The weights grow by 16/9 (F(2x2)) or 4 (F(4x4)): their storage, not the arena.
 """
 
 from __future__ import annotations
@@ -32,8 +35,16 @@ PACKED_SMALL_PAIRS = 65536  # below 8x8, input x output channels
 # 55x55: 1.2x since the register tile's K = 16 products run in registers)
 PACKED_WIDE_CHANNELS, PACKED_WIDE_OUTPUTS, PACKED_WIDE_SIDE = 16, 64, 32
 
-# F(2x2, 3x3)'s filter transform (Lavin & Gray): U = G g G^T
-G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+# F(4x4, 3x3) from outputs this size (4 x 4 tiles: the GEMMs' columns) in wasm: under V8 1.25-1.7x faster than
+# F(2x2) from 13x13 on (64 -> 64 on 40x40 1.58x, resnet50's 64 -> 64 on 56x56 1.70x, squeezenet's 13x13 1.3x); on
+# 10x10 (3 x 3 tiles, 144 outputs computed for 100) no faster, on 7x7 0.7-1.0x
+F4_MIN_SIDE = 13
+# the filter transforms (Lavin & Gray), U = G g G^T, by output tile side: F(2x2, 3x3) and F(4x4, 3x3)
+G = {
+    2: np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]]),
+    4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+                 [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
+}
 
 
 def takes_winograd(n: Node, w: np.ndarray, out: tuple, packed: bool) -> bool:
@@ -65,13 +76,19 @@ def takes_winograd(n: Node, w: np.ndarray, out: tuple, packed: bool) -> bool:
     return c * m >= PACKED_SMALL_PAIRS
 
 
-def winograd_weights(w: np.ndarray, packed: bool) -> np.ndarray:
-    """w (m, c, 3, 3) -> U: (16 * m, c), or (16 * row groups, c, PACK_ROWS) packed per U[xi]."""
+def winograd_tile(out: tuple, packed: bool) -> int:
+    """The output tile side of a convolution takes_winograd accepts: 4 (F(4x4, 3x3)) or 2."""
+    return 4 if not packed and min(int(out[2]), int(out[3])) >= F4_MIN_SIDE else 2
+
+
+def winograd_weights(w: np.ndarray, packed: bool, tile: int = 2) -> np.ndarray:
+    """w (m, c, 3, 3) -> U for F(tile x tile, 3x3), nn = (tile + 2)^2 matrices: (nn * m, c), or (nn * row groups,
+    c, PACK_ROWS) packed per U[xi]."""
     m, c = w.shape[:2]
-    u = np.einsum("ik,mckl,jl->ijmc", G, w.astype(np.float64), G).reshape(16, m, c).astype(np.float32)
-    u = u.reshape(16 * m, c)
+    g, nn = G[tile], (tile + 2) ** 2
+    u = np.einsum("ik,mckl,jl->ijmc", g, w.astype(np.float64), g).reshape(nn * m, c).astype(np.float32)
     # packed: each U[xi] is a group of pack_rows, so it gets its own row groups, as a grouped conv's weight does
-    return pack_rows(u, 16, PACK_ROWS) if packed else np.ascontiguousarray(u)
+    return pack_rows(u, nn, PACK_ROWS) if packed else np.ascontiguousarray(u)
 
 
 def winograd_convs(prog: Program, packed: bool = False) -> Program:
@@ -84,6 +101,7 @@ def winograd_convs(prog: Program, packed: bool = False) -> Program:
             continue
         n.attrs["__packed_w__"] = tuple(int(d) for d in w.shape)
         n.attrs["__pack_rows__"] = PACK_ROWS if packed else 0
-        n.attrs["__winograd__"] = 1
-        n.inputs[1] = prog.add_weight(n.inputs[1], winograd_weights(w, packed), "__winograd")
+        tile = winograd_tile(prog.buffers[n.outputs[0]].shape, packed)
+        n.attrs["__winograd__"] = tile
+        n.inputs[1] = prog.add_weight(n.inputs[1], winograd_weights(w, packed, tile), "__winograd")
     return prog
