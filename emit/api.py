@@ -17,14 +17,17 @@ TARGETS = ("c", "native", "wasm", "pyodide", "cortex-m4", "cortex-m7")  # the bu
 
 
 def compile_program(model, shapes=None, dims=None, name: str | None = None, custom_ops=None,
-                    pack_weights: bool = False, winograd: bool = False) -> Program:
+                    pack_weights: bool = False, winograd: bool = False,
+                    conv_windows_one_channel: bool = False) -> Program:
     """ONNX → planned, lowered IR. custom_ops: 'DOMAIN::OP=kernel.c' strings (or ops.custom.CustomOp); pack_weights:
-    Conv weights in the GEMM's packed layout, winograd: suitable 3x3 ones in Winograd's form (the target's TOML
-    decides both: passes/pack_weights.py, passes/winograd.py)."""
+    Conv weights in the GEMM's packed layout, winograd: suitable 3x3 ones in Winograd's form,
+    conv_windows_one_channel: the windows path for convolutions of one input channel (the target's TOML decides all
+    three: passes/pack_weights.py, passes/winograd.py, passes/conv_paths.py)."""
     from .ops.custom import custom_op_table
 
     prog = import_model(model, shapes=shapes, dims=dims, name=name, custom_ops=custom_op_table(custom_ops))
-    prog = optimize(prog, pack_weights=pack_weights, winograd=winograd)
+    prog = optimize(prog, pack_weights=pack_weights, winograd=winograd,
+                    conv_windows_one_channel=conv_windows_one_channel)
     prog = lower_program(prog)
     return plan_memory(prog)
 
@@ -74,8 +77,9 @@ def export(
     kind = check_export_options(target, weights, weight_dtype, threads)
     pack = bool(target_config(target).get("pack_weights", False))
     wino = bool(target_config(target).get("winograd", False))
+    one_channel = bool(target_config(target).get("conv_windows_one_channel", False))
     prog = compile_program(model, shapes=shapes, dims=dims, name=name or default_name(model), custom_ops=custom_ops,
-                           pack_weights=pack, winograd=wino)
+                           pack_weights=pack, winograd=wino, conv_windows_one_channel=one_channel)
     out = Path(out)
     strings = [t for t in prog.inputs + prog.outputs if is_string(prog.buffers[t].dtype)]
     if strings and kind not in ("source", "cffi-extension"):

@@ -57,7 +57,7 @@ static int ek_conv_phases(const ek_conv_desc *d) /* stride 2 both ways, undilate
  * where they do not fit gets im2col. */
 static int ek_conv_by_windows(const ek_conv_desc *d)
 {
-    return d->windows && d->c / d->group > 1 && !ek_conv_pointwise(d) && d->in[0] == 1 && d->out[0] == 1 &&
+    return d->windows && (d->c / d->group > 1 || (d->m / d->group > 1 && d->k[1] > 1)) && !ek_conv_pointwise(d) && d->in[0] == 1 && d->out[0] == 1 &&
            d->k[0] == 1 && d->pad[0] == 0 && ((d->stride[1] == 1 && d->stride[2] == 1) || ek_conv_phases(d)) &&
            d->pad[1] >= 0 && d->pad[2] >= 0 && d->tile > 0;
 }
@@ -117,13 +117,14 @@ size_t ek_conv_scratch(const ek_conv_desc *d)
         const size_t T = (size_t)d->winograd, N = T + 2, tw = ek_wino_tiles_w(d);
         return N * N * (d->c + d->m) * d->tile * tw + ek_wino_work(d) + T * T * d->tile * tw;
     }
-    if (ek_conv_pointwise(d) || cg == 1) return 0;
+    if (ek_conv_pointwise(d)) return 0;
     if (ek_conv_by_windows(d)) { /* the band of cg channels (column planes: KW per row phase each), then, for one
                                   * padded band, the band's mg output rows of its length */
         const size_t pw = ek_conv_band_row(d);
         return cg * ek_conv_band_planes(d) * ek_conv_band_rows_in(d) * pw +
                (ek_conv_column_planes(d) ? 0 : d->m / d->group * ((d->tile - 1) * pw + d->out[2]));
     }
+    if (cg == 1) return 0;
     return cg * d->k[0] * d->k[1] * d->k[2] * d->tile;
 }
 

@@ -678,6 +678,12 @@ def test_conv_scratch_sizes(rt):
     assert rt.lib.ek_conv_scratch(d) == 4 * 10 * 18 + 4 * (9 * 18 + 16)
     d = _desc(rt, 1, 8, 4, 2, (5, 5), (3, 2), (3, 3), (2, 3), (1, 1), (1, 1), 9, windows=1)
     assert rt.lib.ek_conv_scratch(d) == 4 * 9 * 9  # strides 2 and 3: windows do not fit, im2col
+    # one input channel for 6 outputs (wasm's lenet), 5x5 padded by 2: 5 column planes of the band's 32 input rows
+    # of the 28 output columns; without windows, a direct kernel per output channel, no scratch
+    d = _desc(rt, 1, 1, 6, 1, (28, 28), (28, 28), (5, 5), (1, 1), (1, 1), (2, 2), 28, windows=1)
+    assert rt.lib.ek_conv_scratch(d) == 5 * 32 * 28
+    d.windows = 0
+    assert rt.lib.ek_conv_scratch(d) == 0
     # stride 2: 2 * 3 column planes per channel of 3 + 1 rows of the 5 output columns; the GEMM writes y itself
     d = _desc(rt, 1, 8, 4, 2, (10, 10), (5, 5), (3, 3), (2, 2), (1, 1), (1, 1), 3, windows=1)
     assert rt.lib.ek_conv_scratch(d) == 4 * 6 * 4 * 5

@@ -50,6 +50,7 @@ class ConvGeometry:
     tile: int = 1
     windows: bool = False  # by shifted windows of a padded band of input rows (by_windows), not im2col
     packed: int = 0  # rows per group of w packed for the GEMM at export time (emit/passes/pack_weights.py), or 0
+    one_channel_windows: bool = False  # one input channel per group may go by windows (passes/conv_paths.py)
     winograd: int = 0  # w in Winograd's F(T x T, 3x3) form, T = 2 or 4 (emit/passes/winograd.py); tile: rows of tiles
 
     def c_init(self) -> str:
@@ -75,15 +76,17 @@ class ConvGeometry:
         return self.stride[1] == 2 and self.stride[2] == 2 and self.dil[1] == 1 and self.dil[2] == 1
 
     def by_windows(self) -> bool:
-        """A 2-D (or 1-D) stride-1 convolution of more than one input channel per group, or a stride-2 2-D one (the
-        shapes conv.c's ek_conv_by_windows accepts), runs on shifted windows of copies of a band of input rows,
+        """A 2-D (or 1-D) stride-1 convolution of more than one input channel per group (or of one, for several
+        outputs and a kernel of more than one row, where the target says so: one_channel_windows), or a stride-2 2-D
+        one (the shapes conv.c's ek_conv_by_windows accepts), runs on shifted windows of copies of a band of input rows,
         without im2col: over column planes where column_planes says so (a copy KH/stride times smaller than im2col's,
         the GEMM writing the same outputs: 1.02-1.4x faster than im2col with AVX-512, mtcnn's 8x8 and 3x3 outputs
         included; stride 2 from PHASE_MIN_KERNEL); others over one padded band when that costs less: each output row
         then carries (KW-1)*dil padded columns of wasted products, which matter only where they add GEMM panels,
         while im2col copies every output row of every tap and channel on its own."""
         stride1 = self.stride[1] == 1 and self.stride[2] == 1
-        if not (self.c // self.group > 1 and not self.pointwise() and self.inp[0] == 1 and self.out[0] == 1
+        several = self.c // self.group > 1 or (self.one_channel_windows and self.m // self.group > 1 and self.k[1] > 1)
+        if not (several and not self.pointwise() and self.inp[0] == 1 and self.out[0] == 1
                 and self.k[0] == 1 and self.pad[0] == 0 and (stride1 or self.phases())
                 and self.pad[1] >= 0 and self.pad[2] >= 0):
             return False
@@ -221,7 +224,7 @@ def geometry(ctx: Lowering, transpose: bool) -> ConvGeometry:
     return ConvGeometry(
         n=x.shape[0], c=c, m=m, group=group, inp=_pad3(ins, 1), out=_pad3(outs, 1), k=_pad3(kernel, 1),
         stride=_pad3(strides, 1), dil=_pad3(dil, 1), pad=_pad3(begin, 0), packed=int(ctx.attr("__pack_rows__") or 0),
-        winograd=int(ctx.attr("__winograd__") or 0),
+        winograd=int(ctx.attr("__winograd__") or 0), one_channel_windows=bool(ctx.attr("__windows_one_channel__")),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..ir import Program
+from .conv_paths import one_channel_windows
 from .dequant import gather_before_dequant, matmul_reads_int8
 from .fold_bn import fold_batchnorm
 from .fuse_act import fuse_activations
@@ -23,11 +24,15 @@ GRAPH_PASSES = [
 ]
 
 
-def optimize(prog: Program, pack_weights: bool = False, winograd: bool = False) -> Program:
+def optimize(prog: Program, pack_weights: bool = False, winograd: bool = False,
+             conv_windows_one_channel: bool = False) -> Program:
     """The graph passes; pack_weights (targets whose TOML says so: native, where the AVX register tiles read the
     packed layout by one pointer) also stores Conv weights in the GEMM's layout, and winograd (native, wasm,
     pyodide) suitable 3x3 ones in Winograd's form, before `prune` drops the old ones; pack_weights also picks the
-    native build's loops for narrow MaxPools."""
+    native build's loops for narrow MaxPools; conv_windows_one_channel (wasm, pyodide) sends convolutions of one input
+    channel and several outputs to the windows path (passes/conv_paths.py)."""
+    if conv_windows_one_channel:
+        prog = one_channel_windows(prog)
     for p in GRAPH_PASSES:
         if p is prune:
             if winograd:
