@@ -147,7 +147,14 @@ static void ek_conv_range(size_t count, size_t bound, size_t stride, ptrdiff_t o
 
 #define EK_T float
 #define EK_FN(name) ek_s##name
+/* Winograd F(4x4, 3x3): float only (the exporter stores Winograd's weights for float32 convolutions only), and only
+ * in the builds whose exporter chooses it, wasm's (or with EK_WINO_F4, as the kernel tests build it natively): its
+ * code added 1.5-1.9 s to each gcc -O3 build of this file */
+#if defined(__wasm__) || defined(EK_WINO_F4)
+#define EK_WINO4 1
+#endif
 #include "conv.c"
+#undef EK_WINO4
 #undef EK_T
 #undef EK_FN
 
@@ -702,6 +709,7 @@ static void EK_FN(conv_windows)(const ek_conv_desc *d, const EK_T *x, const EK_T
  * A^T = [1 1 1 0; 0 1 -1 -1]; F(4x4, 3x3)'s in EK_WINO4_BT and EK_WINO4_A0..3. Each stream a loop writes is its own
  * restrict parameter: clang 14 vectorised none of F(4x4)'s loops whose six streams were offsets of one pointer (it
  * cannot tell that they do not overlap). */
+#ifdef EK_WINO4
 /* q0..q3[j] = u[4j .. 4j + 3] for j < n: a row split in its 4 column phases */
 static void EK_FN(wino_unzip4)(const EK_T *restrict u, size_t n, EK_T *restrict q0, EK_T *restrict q1, EK_T *restrict q2,
                                EK_T *restrict q3)
@@ -750,6 +758,8 @@ static void EK_FN(wino4_down)(const EK_T *restrict q, size_t qs, size_t n, EK_T 
                     e3[t], e4[t], e5[t]);
 }
 
+#endif
+
 /* F(2x2): B along a strip of B^T-transformed rows (tile j at column 2j) into v0..v3 */
 static void EK_FN(wino2_along)(const EK_T *restrict ur, size_t n, EK_T *restrict v0, EK_T *restrict v1,
                                EK_T *restrict v2, EK_T *restrict v3)
@@ -761,6 +771,7 @@ static void EK_FN(wino2_along)(const EK_T *restrict ur, size_t n, EK_T *restrict
     }
 }
 
+#ifdef EK_WINO4
 /* F(4x4): B along one row of tw tiles in phases (e: 4 planes of tw + 1) into its 6 streams v0..v5 */
 static void EK_FN(wino4_along)(const EK_T *restrict e, size_t tw, EK_T *restrict v0, EK_T *restrict v1,
                                EK_T *restrict v2, EK_T *restrict v3, EK_T *restrict v4, EK_T *restrict v5)
@@ -771,6 +782,8 @@ static void EK_FN(wino4_along)(const EK_T *restrict e, size_t tw, EK_T *restrict
         EK_WINO4_BT(e[t], e[n1 + t], e[2 * n1 + t], e[3 * n1 + t], e[t + 1], e[n1 + t + 1], v0[t], v1[t], v2[t], v3[t],
                     v4[t], v5[t]);
 }
+
+#endif
 
 /* F(2x2): A^T P A + b of n tiles' 16 products at p + xi * ps into the 2x2 outputs' four streams */
 static void EK_FN(wino2_out)(const EK_T *restrict p, size_t ps, size_t n, EK_T b, EK_T *restrict t00,
@@ -790,6 +803,7 @@ static void EK_FN(wino2_out)(const EK_T *restrict p, size_t ps, size_t n, EK_T b
     }
 }
 
+#ifdef EK_WINO4
 /* F(4x4): output row I (0-3) of n tiles, into o0..o3: A^T's row I down the 6 rows of products (p + r * 6 * ps), then
  * A along, + b */
 #define EK_WINO4_OUT_ROW(I)                                                                                            \
@@ -817,7 +831,9 @@ static void EK_FN(wino4_out_row)(const EK_T *restrict p, size_t ps, size_t n, si
     }
 }
 #undef EK_WINO4_OUT_ROW
+#endif
 
+#ifdef EK_WINO4
 /* F(4x4)'s: the band's padded input rows in 4 column phases (q[k * (TW + 1) + j] = padded column 4j + k), so that
  * tile j's 6 columns are phases 0-3 at j and phases 0, 1 at j + 1 and every transform reads whole vectors (the stride-4
  * reads of strips did not vectorise under clang 14); then per row of tiles, B^T down its 6 input rows and B along
@@ -844,6 +860,7 @@ static void EK_FN(wino4_input)(const ek_conv_desc *d, const EK_T *xc, size_t th0
             EK_FN(wino4_along)(e + r * PW, TW, vr, vr + vs, vr + 2 * vs, vr + 3 * vs, vr + 4 * vs, vr + 5 * vs);
     }
 }
+#endif
 
 /* Winograd's nn products P[xi] = U[xi] V[xi] of a band of nt tiles: U[xi] m x c (rows padded to whole groups of
  * d->packed when packed), V[xi] c x nt, P[xi] m x nt */
@@ -918,6 +935,7 @@ static void EK_FN(conv_winograd2)(const ek_conv_desc *d, const EK_T *x, const EK
     }
 }
 
+#ifdef EK_WINO4
 /* Winograd F(4x4, 3x3), as conv_winograd2 with 4x4 output tiles: 36 matrices U[xi] = (G g G^T)[xi / 6][xi % 6] of
  * m x c, each input tile's 6x6 window to V[xi][c][tile] = (B^T d B)[xi / 6][xi % 6] (wino4_input), 36 GEMMs, then
  * A^T P A + bias by output row of the tiles (wino4_out_row) and the rows' 4 streams zipped into y's rows. 36 products
@@ -950,6 +968,7 @@ static void EK_FN(conv_winograd4)(const ek_conv_desc *d, const EK_T *x, const EK
         }
     }
 }
+#endif
 
 void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T *bias, EK_T *y, EK_T *scratch,
                  int act, EK_T act_a, EK_T act_b)
@@ -978,9 +997,15 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
             const EK_T *wg = w + g * wrows * cg * kk;
             const EK_T *bg = bias ? bias + g * mg : bias;
             EK_T *yg = y + (n * d->m + g * mg) * sout;
-            if (d->winograd) {
-                if (d->winograd == 4) EK_FN(conv_winograd4)(d, xg, w, bias, yg, scratch, act, act_a, act_b);
-                else EK_FN(conv_winograd2)(d, xg, w, bias, yg, scratch, act, act_a, act_b);
+            if (d->winograd == 2) {
+                EK_FN(conv_winograd2)(d, xg, w, bias, yg, scratch, act, act_a, act_b);
+            } else if (d->winograd) { /* F(4x4) where EK_WINO4 compiled it (see above); elsewhere (a wasm export's
+                                        * sources built natively without EK_WINO_F4) all NaN, never stale values */
+#ifdef EK_WINO4
+                EK_FN(conv_winograd4)(d, xg, w, bias, yg, scratch, act, act_a, act_b);
+#else
+                memset(yg, 0xff, mg * sout * sizeof(EK_T));
+#endif
             } else if (pointwise) {
                 EK_FN(gemm_conv)(mg, sout, cg, wg, d->packed, xg, sin, NULL, bg, yg, sout, act, act_a, act_b);
             } else if (ek_conv_by_windows(d)) {

@@ -33,6 +33,10 @@ def _cdef_from_header() -> str:
     return "\n".join(keep)
 
 
+# Winograd F(4x4, 3x3), which conv.c compiles for wasm only unless asked: the kernel tests run it on every build
+WINO_F4 = "-DEK_WINO_F4"
+
+
 def _build(tmp_path_factory, module: str, defines: list[str]):
     import cffi
 
@@ -59,7 +63,7 @@ def _build(tmp_path_factory, module: str, defines: list[str]):
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory):
-    return _build(tmp_path_factory, "_ek_kernels_test", [])
+    return _build(tmp_path_factory, "_ek_kernels_test", [WINO_F4])
 
 
 @pytest.fixture(scope="module")
@@ -190,14 +194,15 @@ def test_dgemm(rt, m, n, k, ta, tb):
 @pytest.fixture(scope="module")
 def rt_native(tmp_path_factory):
     """The kernels as the native target builds them (-O3 -march=native): the vectorised loops."""
-    return _build(tmp_path_factory, "_ek_kernels_native_test", ["-O3", "-march=native", "-fno-strict-aliasing"])
+    return _build(tmp_path_factory, "_ek_kernels_native_test", ["-O3", "-march=native", "-fno-strict-aliasing", WINO_F4])
 
 
 @pytest.fixture(scope="module")
 def rt_avx2(tmp_path_factory):
     """The native build on a machine without AVX-512 (vectors of 8 floats, 16 registers): -march=native less AVX-512,
     which runs wherever the native build does."""
-    return _build(tmp_path_factory, "_ek_kernels_avx2_test", ["-O3", "-march=native", "-mno-avx512f", "-fno-strict-aliasing"])
+    return _build(tmp_path_factory, "_ek_kernels_avx2_test",
+                  ["-O3", "-march=native", "-mno-avx512f", "-fno-strict-aliasing", WINO_F4])
 
 
 def _edge_values() -> np.ndarray:
@@ -657,6 +662,19 @@ def test_sconv_winograd(request, case, build, tile):
         runtime.lib.ek_sconv(d, _ptr(runtime, x, "float"), _ptr(runtime, u, "float"), _ptr(runtime, b, "float"),
                              _ptr(runtime, y, "float"), _ptr(runtime, scratch, "float"), 1, 0.0, 0.0)
         assert np.all(np.abs(y - ref) <= bound), (packed, float(np.max(np.abs(y - ref) - bound)))
+
+
+def test_sconv_winograd_f4_not_compiled_gives_nan(rt_plain):
+    """A native build without EK_WINO_F4 (a wasm export's sources compiled natively) has no F(4x4): its outputs are
+    all NaN, never what y held before."""
+    d = _desc(rt_plain, 1, 4, 3, 1, (8, 8), (8, 8), (3, 3), (1, 1), (1, 1), (1, 1), 2)
+    d.winograd = 4
+    x, u = np.ones((1, 4, 8, 8), np.float32), np.ones((36 * 3, 4), np.float32)
+    y = np.zeros((1, 3, 8, 8), np.float32)
+    scratch = np.zeros(rt_plain.lib.ek_conv_scratch(d), np.float32)
+    rt_plain.lib.ek_sconv(d, _ptr(rt_plain, x, "float"), _ptr(rt_plain, u, "float"), _ptr(rt_plain, None, "float"),
+                          _ptr(rt_plain, y, "float"), _ptr(rt_plain, scratch, "float"), 0, 0.0, 0.0)
+    assert np.isnan(y).all()
 
 
 def test_conv_scratch_sizes(rt):

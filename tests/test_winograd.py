@@ -1,6 +1,7 @@
-"""3x3 convolutions in Winograd's F(2x2, 3x3) form (emit/passes/winograd.py, runtime_c/conv.c's conv_winograd): the
-weight transform and its layouts, which convolutions take it on which build, and the results against onnxruntime
-natively and in wasm (the kernel on each SIMD build: tests/test_runtime_kernels.py)."""
+"""3x3 convolutions in Winograd's F(2x2, 3x3) or F(4x4, 3x3) form (emit/passes/winograd.py, runtime_c/conv.c's
+conv_winograd2 and conv_winograd4): the weight transforms and their layouts, which convolutions take which on which
+build, and the results against onnxruntime natively and in wasm (the kernels on each SIMD build:
+tests/test_runtime_kernels.py)."""
 
 from __future__ import annotations
 
