@@ -145,6 +145,7 @@ class Step:
     node: Node
     code: str
     kernels: set[str] = field(default_factory=set)
+    features: set[str] = field(default_factory=set)  # macros its runtime kernels must be compiled with (EK_WINO_F4)
 
 
 @dataclass

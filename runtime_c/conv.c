@@ -148,9 +148,10 @@ static void ek_conv_range(size_t count, size_t bound, size_t stride, ptrdiff_t o
 #define EK_T float
 #define EK_FN(name) ek_s##name
 /* Winograd F(4x4, 3x3): float only (the exporter stores Winograd's weights for float32 convolutions only), and only
- * in the builds whose exporter chooses it, wasm's (or with EK_WINO_F4, as the kernel tests build it natively): its
- * code added 1.5-1.9 s to each gcc -O3 build of this file */
-#if defined(__wasm__) || defined(EK_WINO_F4)
+ * with EK_WINO_F4, which an export defines in its emit_runtime.h when the model has such a convolution (wasm builds'
+ * outputs of 13x13 and more) and the kernel tests on the command line: its code is ~17 kB of wasm and added
+ * 1.5-1.9 s to each gcc -O3 build of this file */
+#ifdef EK_WINO_F4
 #define EK_WINO4 1
 #endif
 #include "conv.c"
@@ -999,8 +1000,8 @@ void EK_FN(conv)(const ek_conv_desc *d, const EK_T *x, const EK_T *w, const EK_T
             EK_T *yg = y + (n * d->m + g * mg) * sout;
             if (d->winograd == 2) {
                 EK_FN(conv_winograd2)(d, xg, w, bias, yg, scratch, act, act_a, act_b);
-            } else if (d->winograd) { /* F(4x4) where EK_WINO4 compiled it (see above); elsewhere (a wasm export's
-                                        * sources built natively without EK_WINO_F4) all NaN, never stale values */
+            } else if (d->winograd) { /* F(4x4) where EK_WINO_F4 compiled it (see above); elsewhere (a model's
+                                        * descriptors with another export's runtime files) all NaN, never stale */
 #ifdef EK_WINO4
                 EK_FN(conv_winograd4)(d, xg, w, bias, yg, scratch, act, act_a, act_b);
 #else

@@ -33,7 +33,8 @@ def _cdef_from_header() -> str:
     return "\n".join(keep)
 
 
-# Winograd F(4x4, 3x3), which conv.c compiles for wasm only unless asked: the kernel tests run it on every build
+# Winograd F(4x4, 3x3), which conv.c compiles only where asked (an export asks for the models that use it): the
+# kernel tests run it on every build
 WINO_F4 = "-DEK_WINO_F4"
 
 
@@ -665,8 +666,8 @@ def test_sconv_winograd(request, case, build, tile):
 
 
 def test_sconv_winograd_f4_not_compiled_gives_nan(rt_plain):
-    """A native build without EK_WINO_F4 (a wasm export's sources compiled natively) has no F(4x4): its outputs are
-    all NaN, never what y held before."""
+    """A build without EK_WINO_F4 (the runtime files of an export with no F(4x4) conv, given another model's
+    descriptors) has no F(4x4): its outputs are all NaN, never what y held before."""
     d = _desc(rt_plain, 1, 4, 3, 1, (8, 8), (8, 8), (3, 3), (1, 1), (1, 1), (1, 1), 2)
     d.winograd = 4
     x, u = np.ones((1, 4, 8, 8), np.float32), np.ones((36 * 3, 4), np.float32)

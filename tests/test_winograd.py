@@ -5,6 +5,7 @@ tests/test_runtime_kernels.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -116,6 +117,7 @@ def test_winograd_convs_match_onnxruntime(tmp_path, target):
     code = (tmp_path / "model.c").read_text()
     flags = re.findall(r"ek_conv_desc d = \{.*, (\d), \d+ \};", code)  # desc.winograd of each Conv
     assert flags == (["2", "0", "0"] if target == "native" else ["2", "2", "2"])
+    _assert_f4_compiled(tmp_path, False)  # F(4x4)'s code only in the models that use it
     x = RNG.standard_normal((2, 64, 9, 12)).astype(np.float32)
     got = emit.load(tmp_path).run(x=x)["y"]
     np.testing.assert_allclose(got, ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
@@ -125,10 +127,17 @@ def test_winograd_convs_match_onnxruntime(tmp_path, target):
 LAYERS4 = [(32, 36, [1, 1, 1, 1], "Relu"), (36, 20, [0, 1, 2, 0], None)]
 
 
+def _assert_f4_compiled(folder, wanted: bool) -> None:
+    """The export asks conv.c for F(4x4)'s kernel (EK_WINO_F4 in its emit_runtime.h) exactly when a Conv uses it."""
+    assert json.loads((folder / "manifest.json").read_text())["features"] == (["EK_WINO_F4"] if wanted else [])
+    assert ("#define EK_WINO_F4 1" in (folder / "emit_runtime.h").read_text()) == wanted
+
+
 def test_f4x4_convs_match_onnxruntime_in_wasm(tmp_path):
     model = _model(LAYERS4, (15, 17), n=2)
     emit.export(model, target="wasm", out=tmp_path)
     assert re.findall(r"ek_conv_desc d = \{.*, (\d), \d+ \};", (tmp_path / "model.c").read_text()) == ["4", "4"]
+    _assert_f4_compiled(tmp_path, True)
     x = RNG.standard_normal((2, 32, 15, 17)).astype(np.float32)
     got = emit.load(tmp_path).run(x=x)["y"]
     np.testing.assert_allclose(got, ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)

@@ -43,6 +43,19 @@ def kernels_used(prog: Program) -> list[str]:
     return sorted({k for s in prog.steps for k in s.kernels})
 
 
+def features_used(prog: Program) -> list[str]:
+    return sorted({f for s in prog.steps for f in s.features})
+
+
+def runtime_header(prog: Program) -> str:
+    """emit_runtime.h as exported: the model's runtime features defined first, so that the kernels compile the
+    optional parts it uses (and only those) however the folder is built."""
+    head = "".join(f"#ifndef {f}\n#define {f} 1\n#endif\n" for f in features_used(prog))
+    if head:
+        head = "/* what this model's kernels use of their optional parts (onnx-emit export) */\n" + head
+    return head + (runtime_c() / "emit_runtime.h").read_text()
+
+
 def c_sources(kernels: list[str]) -> list[str]:
     return ["model.c"] + [f"{k}.c" for k in kernels]
 
@@ -132,6 +145,7 @@ def manifest(prog: Program, source: str, layout: WeightLayout, kernels: list[str
         "weight_bytes": layout.stored_bytes,
         "weights": manifest_entry(layout),
         "kernels": kernels,
+        "features": features_used(prog),
         "sources": c_sources(kernels) + custom,
         "custom_ops": [f"{o.domain}::{o.op_type}" for o in custom_ops_used(prog)],
         "functions": functions,
@@ -193,7 +207,7 @@ def write_c_folder(prog: Program, out: str | Path, source: str = "model.onnx", w
     (out / "CMakeLists.txt").write_text(_ENV.get_template("CMakeLists.txt.j2").render(**ctx))
     rt = runtime_c()
     if kernels:
-        shutil.copy(rt / "emit_runtime.h", out / "emit_runtime.h")
+        (out / "emit_runtime.h").write_text(runtime_header(prog))
         for k in kernels:
             shutil.copy(rt / f"{k}.c", out / f"{k}.c")
     if weights == "file":

@@ -253,6 +253,8 @@ def _emit_conv(ctx: Lowering, transpose: bool) -> None:
     elif g.winograd:
         g.tile = _winograd_rows(g)
         elements = g.winograd_scratch(g.tile)
+        if g.winograd == 4:  # conv.c compiles F(4x4) only into the models that use it (~17 kB of wasm code)
+            ctx.feature("EK_WINO_F4")
     elif g.by_windows():
         g.windows = True
         g.tile = _band_rows(g)

@@ -56,6 +56,7 @@ class Lowering:
         self.cnames = cnames
         self.lines: list[str] = []
         self.kernels: set[str] = set()
+        self.features: set[str] = set()
 
     # --- reading the node ---
     @property
@@ -140,6 +141,10 @@ class Lowering:
         """Mark a runtime_c kernel file as used."""
         self.kernels.add(name)
 
+    def feature(self, macro: str) -> None:
+        """Ask for a runtime kernel's optional part (a macro conv.c tests): the export defines it for this model."""
+        self.features.add(macro)
+
     def fail(self, why: str):
         raise UnsupportedError(f"node {self.label}: {why}")
 
@@ -159,4 +164,4 @@ def lower_node(prog: Program, node: Node, cnames: dict[str, str]) -> Step:
     ):
         ctx.fail("string tensors are supported only by " + ", ".join(sorted(STRING_OPS - {"emit.Copy"})))
     fn(ctx)
-    return Step(node, "\n".join(ctx.lines), ctx.kernels)
+    return Step(node, "\n".join(ctx.lines), ctx.kernels, ctx.features)
