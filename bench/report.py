@@ -129,7 +129,8 @@ def markdown(results: list[Result], meta: dict[str, Any], chart_name: str) -> st
         f"`.wasm` code and data as the build records them (manifest.json's `wasm`: data is the weights and constants); "
         f"issue 5's targets: code ≤ {CODE_TARGET / 1000:g} kB, arena ≤ {ARENA_TARGET:g}× the liveness lower bound "
         "(the largest sum of tensors live at one step, `onnx-emit inspect --json`). Export + build is the wall time of "
-        "`emit.export(...)` for that target: import, passes, C, compiler.",
+        "`emit.export(...)` for that target: import, passes, C, compiler, with every kernel compiled (no object cache: "
+        "a rebuild takes its objects from the cache and compiles model.c only).",
         "",
         "| model | .onnx | .wasm code | .wasm data | native .so | arena | lower bound | arena / bound | export+build native "
         "| export+build wasm |",

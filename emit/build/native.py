@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import EmitError
 from ..targets import target_config
+from .object_cache import compiled, is_runtime_kernel, run_compiler
 
 
 def prototypes(info: dict) -> str:
@@ -29,29 +30,43 @@ def build_extension(folders: list[Path], module: str, out_dir: Path, quiet: bool
 
     ffi = cffi.FFI()
     decls, sources, kernels, cflags, ldflags = [], [], {}, [], []
-    for folder in folders:
-        info = json.loads((folder / "manifest.json").read_text())
+    infos = {folder: json.loads((folder / "manifest.json").read_text()) for folder in folders}
+    # the kernels once, from the folder with the most runtime features (emit_runtime.h defines them): every
+    # other folder's must be among them, or one module could not hold both builds of a kernel
+    richest = max(folders, key=lambda f: len(infos[f].get("features", [])))
+    for folder, info in infos.items():
+        if not set(info.get("features", [])) <= set(infos[richest].get("features", [])):
+            raise EmitError(f"{folder} and {richest} need different runtime features; build them as separate modules")
         cflags += [f for f in info.get("cflags", []) if f not in cflags]  # --threads N
         ldflags += [f for f in info.get("ldflags", []) if f not in ldflags]
         decls.append(prototypes(info))
         for src in info["sources"]:
-            if src == "model.c":
+            if not is_runtime_kernel(src):  # model.c, a custom operator's kernel
                 sources.append(str((folder / src).resolve()))
             else:
-                kernels.setdefault(src, str((folder / src).resolve()))  # identical across folders: once
-    sources += sorted(kernels.values())
+                home = richest if (richest / src).is_file() else folder
+                kernels.setdefault(src, str((home / src).resolve()))
+    cflags = list(target_config("native").get("cflags", [])) + cflags
     cdef = "".join(decls)
     ffi.cdef(cdef)
-    ffi.set_source(
-        module,
-        "#include <stdint.h>\n#include <stdbool.h>\n" + cdef,
-        sources=sources,
-        include_dirs=[str(folders[0].resolve())],
-        extra_compile_args=list(target_config("native").get("cflags", [])) + cflags,
-        extra_link_args=ldflags,
-        libraries=["m"],
-    )
     with tempfile.TemporaryDirectory(prefix="emit-build-") as tmp:
+        # the runtime kernels, the same in every export: compiled once per (text, flags, compiler, CPU)
+        command = _compiler_command()
+        if command is None:
+            sources += sorted(kernels.values())
+        objects = [str(compiled([*command, *cflags], Path(src), Path(tmp),
+                                lambda cmd: run_compiler(cmd, "native build")))
+                   for _, src in sorted(kernels.items()) if command is not None]
+        ffi.set_source(
+            module,
+            "#include <stdint.h>\n#include <stdbool.h>\n" + cdef,
+            sources=sources,
+            include_dirs=[str(folders[0].resolve())],
+            extra_compile_args=cflags,
+            extra_objects=objects,
+            extra_link_args=ldflags,
+            libraries=["m"],
+        )
         try:
             if quiet:
                 built = _quietly(lambda: ffi.compile(tmpdir=tmp, verbose=False))
@@ -63,6 +78,18 @@ def build_extension(folders: list[Path], module: str, out_dir: Path, quiet: bool
         target = out_dir / Path(built).name
         shutil.move(built, target)
     return target
+
+
+def _compiler_command() -> list[str] | None:
+    """The C compiler and flags setuptools compiles extensions with (Python's own, or $CC and $CFLAGS);
+    None for a compiler that is not driven by one command line (MSVC): cffi then compiles the kernels."""
+    import setuptools  # noqa: F401, I001  (first: it provides distutils on Python 3.12+)
+    from distutils.ccompiler import new_compiler
+    from distutils.sysconfig import customize_compiler
+
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    return list(compiler.compiler_so) if hasattr(compiler, "compiler_so") else None
 
 
 def _quietly(fn):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from ..ir import c_type
 from ..resources import asset_dir
 from ..targets import target_config
 from ..wasm_runner import WEIGHTS_ERRORS
+from .object_cache import compiled, is_runtime_kernel, run_compiler
 
 WASM_ABI_VERSION = 1
 # the runners' weights error messages, in the JS API's words (its method is loadWeights)
@@ -106,10 +106,7 @@ def size_split(path: Path) -> dict:
 
 
 def _emcc(folder: Path, cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if "error" in ln.lower()] or proc.stderr.splitlines()[-1:]
-        raise EmitError(f"wasm build failed: {(lines[0] if lines else 'emcc exited ' + str(proc.returncode))[:400]}")
+    run_compiler(cmd, "wasm build", cwd=folder)
 
 
 def build_wasm(folder: Path, simd: bool = True) -> Path:
@@ -133,9 +130,12 @@ def build_wasm(folder: Path, simd: bool = True) -> Path:
         # no measurable speed)
         objects = []
         for k, src in enumerate([*info["sources"], glue.name]):
-            extra = cfg.get("model_cflags", []) if src in ("model.c", glue.name) else []
-            obj = str(Path(tmp) / f"{k}_{Path(src).stem}.o")
-            _emcc(folder, [emcc, *flags, *extra, "-c", src, "-o", obj])
+            if is_runtime_kernel(src):  # the same in every export: compiled once per (text, flags, emcc)
+                obj = str(compiled([emcc, *flags], (folder / src).resolve(), Path(tmp), lambda cmd: _emcc(folder, cmd)))
+            else:  # model.c, the glue, a custom operator's kernel
+                extra = cfg.get("model_cflags", []) if src in ("model.c", glue.name) else []
+                obj = str(Path(tmp) / f"{k}_{Path(src).stem}.o")
+                _emcc(folder, [emcc, *flags, *extra, "-c", src, "-o", obj])
             objects.append(obj)
         _emcc(folder, [emcc, *flags, *objects, *link])
     wasm = folder / "model.wasm"
