@@ -5,6 +5,7 @@ results still match onnxruntime."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +65,20 @@ def test_cache_off_compiles_in_the_build(tmp_path, monkeypatch):
     _matches_onnxruntime(model, tmp_path / "a", (1, 64, 9, 12))
 
 
+def _used_since(cache: Path, t0: float) -> set[str]:
+    """The kernels whose objects a build since t0 wrote or took (a hit touches its object)."""
+    return {p.name.split("-", 1)[1] for p in (cache / "objects").glob("*.o") if p.stat().st_mtime >= t0}
+
+
 @pytest.mark.parametrize("threads", [1, 2])
-def test_native_kernels_reused(tmp_path, threads):
+def test_native_kernels_reused(tmp_path, monkeypatch, threads):
     """Natively in the user's cache (the suite's builds share it): the second model compiles only its model.c."""
+    monkeypatch.delenv("ONNX_EMIT_OBJECT_CACHE", raising=False)
     first, second = _model(LAYERS[:1], (9, 12)), _model(LAYERS[1:], (7, 11))
+    t0 = time.time() - 1  # file times may be coarser than time.time()
     emit.export(first, target="native", out=tmp_path / "a", threads=threads)
+    kernels = {k.replace(".c", ".o") for k in _kernels(tmp_path / "a")}
+    assert kernels <= _used_since(default_cache_dir(), t0) and ("threads.o" in kernels) == (threads > 1)
     before = _objects(default_cache_dir())
     emit.export(second, target="native", out=tmp_path / "b", threads=threads)
     assert _objects(default_cache_dir()) == before
