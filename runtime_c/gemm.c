@@ -405,6 +405,18 @@ EK_VMAP(ek_ssilu, ek_svsilu_exact, ek_ssilu1)
                    * all (64 rows packed every panel 2-8 times over on conv-sized products: 10-25% slower) */
 #endif
 #define EK_VZERO {0}
+/* wasm's vector build: its tile loops read B through boff where panels asks (micro_c), and panels reads B in place
+ * for products of few rows */
+#if EK_VEC && !EK_WIDE_TILES && defined(__wasm_simd128__)
+#define EK_WASM_VEC 1
+#define EK_PACKED_OFFSETS (acs != 1 ? poff : NULL)
+#else
+#define EK_WASM_VEC 0
+#define EK_PACKED_OFFSETS NULL
+#endif
+#ifndef EK_WASM_IN_PLACE_M
+#define EK_WASM_IN_PLACE_M 16
+#endif
 #ifndef EK_IN_PLACE_M
 #define EK_IN_PLACE_M 128
 #endif
@@ -927,12 +939,14 @@ void EK_FN(act)(EK_T *y, size_t n, int act, EK_T act_a, EK_T act_b)
     for (i = 0; i < n; ++i) y[i] = EK_FN(act1)(y[i], act, act_a, act_b);
 }
 
-/* one row of a packed panel: dst[j] = src[j] for j < nr, zeros up to EK_NR (a whole row is a constant-trip copy) */
+/* one row of a packed panel: dst[j] = src[j] for j < nr, zeros up to EK_NR (a whole row is a constant-size copy:
+ * clang 14 turned the loop into scalar copies for wasm, where a panel's packing then cost 2.5x the products of a
+ * 4-row tile over it) */
 EK_INLINE void EK_FN(pack_row)(EK_T *dst, const EK_T *src, size_t nr)
 {
     size_t j;
     if (nr == EK_NR) {
-        for (j = 0; j < EK_NR; ++j) dst[j] = src[j];
+        memcpy(dst, src, EK_NR * sizeof(EK_T));
     } else {
         for (j = 0; j < nr; ++j) dst[j] = src[j];
         for (; j < EK_NR; ++j) dst[j] = 0;
@@ -992,10 +1006,23 @@ EK_INLINE void EK_FN(micro_tile)(size_t kc, const EK_T *const *rows, size_t acs,
             EK_UNROLL for (v = 0; v < nv; ++v) c[i][v] += b[v] * a;
         }
     }
-#else /* B packed, A's rows in place (micro_c's only call): each row's pointer and B's stepped, no index arithmetic:
-       * under V8 the loop is bound by its instruction count (resnet50 in wasm 6% faster than k * acs and k * EK_NR) */
+#else /* A's rows in place, each row's pointer and B's stepped, no index arithmetic: under V8 the loop is bound by its
+       * instruction count (resnet50 in wasm 6% faster than k * acs and k * EK_NR) */
     const EK_T *const bend = bp + kc * EK_NR;
-    (void)direct, (void)boff, (void)k;
+    (void)k;
+    if (direct) { /* wasm: B's row k at bp + boff[k] (B in place, or a packed panel when A's rows are strided) */
+        const size_t *o = boff, *const oend = boff + kc;
+        for (; o != oend; ++o) {
+            EK_V b[EK_NV];
+            const EK_T *bk = bp + *o;
+            EK_UNROLL for (v = 0; v < nv; ++v) memcpy(&b[v], bk + v * EK_VL, sizeof b[v]);
+            EK_UNROLL for (i = 0; i < EK_MR; ++i) {
+                const EK_T a = *r[i];
+                r[i] += acs;
+                EK_UNROLL for (v = 0; v < nv; ++v) c[i][v] += b[v] * a;
+            }
+        }
+    } else
     for (; bp != bend; bp += EK_NR) {
         EK_V b[EK_NV];
         EK_UNROLL for (v = 0; v < nv; ++v) memcpy(&b[v], bp + v * EK_VL, sizeof b[v]);
@@ -1084,17 +1111,22 @@ static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const
         EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 1, boff, C, ldc, first, end, EK_NV);
     else
         EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end, EK_NV);
-#else /* one loop: panels gives this build neither (rows point into packed groups; B is always packed) */
-    (void)ap, (void)boff, (void)narrow;
-#ifdef __wasm_simd128__
-    /* and one for A's rows contiguous in k (weights in ONNX's layout), with no multiply per step: under V8 the loop
-     * is bound by its instruction count, not its arithmetic (resnet50 and ppocrv4_rec 4-6% faster, mobilenet 3-7%).
-     * Not a third for narrow tiles: clang 14 then kept the tiles' accumulators in memory, 3x slower */
-    if (acs == 1)
+#else /* rows point into packed groups here, if at all; B is packed (but in wasm, see below) */
+    (void)ap, (void)narrow;
+#if EK_WASM_VEC
+    /* two loops, no more: with a third (narrow tiles, say) clang 14 kept the tiles' accumulators in memory, 3x slower.
+     * A packed panel and A's rows contiguous in k (weights in ONNX's layout), each pointer stepped, no multiply per
+     * step: under V8 the loop is bound by its instruction count, not its arithmetic (resnet50 and ppocrv4_rec 4-6%
+     * faster, mobilenet 3-7%); and B's rows through boff: B read in place by few rows of A, or a packed panel's rows
+     * (panels' EK_PACKED_OFFSETS) for A's rows strided */
+    if (acs == 1 && !boff)
         EK_FN(micro_tile)(kc, rows, 1, 0, NULL, bp, 0, NULL, C, ldc, first, end, EK_NV);
     else
+        EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 1, boff, C, ldc, first, end, EK_NV);
+#else
+    (void)boff;
+    EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end, EK_NV);
 #endif
-        EK_FN(micro_tile)(kc, rows, acs, 0, NULL, bp, 0, NULL, C, ldc, first, end, EK_NV);
 #endif
 }
 #else
@@ -1520,10 +1552,15 @@ static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *
     size_t boff[EK_KC]; /* row k of the K block's B starts at B + boff[k] (plain or windows) */
     /* whole panels of a plain or windows B are read in place, not packed, when few row tiles share each panel (M <=
      * EK_IN_PLACE_M: the copy cost 10-20% there; with more, the packed panel's smaller L1 footprint wins), unless B's
-     * rows are a multiple of 512 bytes apart: then they share a few L1 sets and evict each other. Native (AVX) only:
-     * under V8 it was slower */
-    const int in_place = EK_WIDE_TILES && !src->transB && !src->Bq && M <= EK_IN_PLACE_M &&
-                         (src->win || src->ldb * sizeof(EK_T) % 512);
+     * rows are a multiple of 512 bytes apart: then they share a few L1 sets and evict each other. Under V8 only for
+     * M <= EK_WASM_IN_PLACE_M: a panel's copy costs up to twice a 4-row tile's products over it (4 x 784 x 200 1.8x
+     * faster in place, 16 rows 1.1x), from 48 rows in place is 3-8% slower */
+    const int in_place = (EK_WIDE_TILES || (EK_WASM_VEC && M <= EK_WASM_IN_PLACE_M)) && !src->transB && !src->Bq &&
+                         M <= EK_IN_PLACE_M && (src->win || src->ldb * sizeof(EK_T) % 512);
+#if EK_WASM_VEC
+    size_t poff[EK_KC]; /* a packed panel's row offsets, for A's rows strided (micro_c) */
+    for (k0 = 0; acs != 1 && k0 < EK_KC; ++k0) poff[k0] = k0 * EK_NR;
+#endif
     const size_t kblocks = K ? (K + EK_KC - 1) / EK_KC : 1, kstep = (K + kblocks - 1) / kblocks; /* equal blocks */
 #if EK_WIDE_TILES
     if (apk) acs = EK_PACK_ROWS; /* a row group's k stride */
@@ -1579,9 +1616,9 @@ static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *
                             EK_PREFETCH_WRITE_BYTES(C + (i1 + i) * ldc + j0 + EK_PREFETCH_PANELS * EK_NR,
                                               EK_NR * sizeof(EK_T));
 #endif
-                    EK_FN(block)(kc, rows, acs, ap, direct ? src->B + j0 : bp, direct ? boff : NULL, C + i1 * ldc + j0,
-                                 ldc, mr, nr, first, last, alpha, beta, bias ? bias + i1 * bias_rs + j0 * bias_cs : bias,
-                                 bias_rs, bias_cs, act, act_a, act_b);
+                    EK_FN(block)(kc, rows, acs, ap, direct ? src->B + j0 : bp, direct ? boff : EK_PACKED_OFFSETS,
+                                 C + i1 * ldc + j0, ldc, mr, nr, first, last, alpha, beta,
+                                 bias ? bias + i1 * bias_rs + j0 * bias_cs : bias, bias_rs, bias_cs, act, act_a, act_b);
                 }
             }
         }

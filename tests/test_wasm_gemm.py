@@ -1,12 +1,14 @@
-"""The GEMM's register tiles in the wasm build (simd128), against onnxruntime: gemm.c's narrower builds step each of
-A's row pointers by its k stride, with a copy of the tile's loop for rows contiguous in k (wasm); a transposed A
-(transA: rows M floats apart in k) takes the other copy. Shapes past whole tiles (13 rows: 3 tiles and one of 1;
-21 columns: 2 panels and one of 5) and past one K block (600 steps: 2 blocks of 300)."""
+"""The GEMM's register tiles in the wasm build (simd128), against onnxruntime. Its two tile loops: packed panels with
+A's rows contiguous in k (40 rows, no transA), and B's rows through offsets: read in place for few rows of A (13,
+with and without transA) or a packed panel's rows for A's rows strided (transA, 40 rows). Shapes past whole tiles
+(13 rows: 3 tiles and one of 1; 40: 10; 21 columns: 2 panels and one of 5) and past one K block (600 steps: 2 blocks
+of 300)."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 
 import emit
 
@@ -14,9 +16,10 @@ from .helpers import init, make_model, ort_run, tensor
 from .wasm_node import run_in_node
 
 
-def test_gemm_tiles_in_node_match_onnxruntime(tmp_path):
+@pytest.mark.parametrize("m", [13, 40])
+def test_gemm_tiles_in_node_match_onnxruntime(tmp_path, m):
     rng = np.random.default_rng(12)
-    m, k, n = 13, 600, 21
+    k, n = 600, 21
     nodes = [
         onnx.helper.make_node("Gemm", ["a", "w", "bias"], ["plain"], alpha=0.5),
         onnx.helper.make_node("Gemm", ["at", "w", "bias"], ["trans_a"], transA=1),
