@@ -409,10 +409,8 @@ EK_VMAP(ek_ssilu, ek_svsilu_exact, ek_ssilu1)
  * for products of few rows */
 #if EK_VEC && !EK_WIDE_TILES && defined(__wasm_simd128__)
 #define EK_WASM_VEC 1
-#define EK_PACKED_OFFSETS (acs != 1 ? poff : NULL)
 #else
 #define EK_WASM_VEC 0
-#define EK_PACKED_OFFSETS NULL
 #endif
 #ifndef EK_WASM_IN_PLACE_M
 #define EK_WASM_IN_PLACE_M 16
@@ -1118,7 +1116,7 @@ static void EK_FN(micro_c)(size_t kc, const EK_T *const *rows, size_t acs, const
      * A packed panel and A's rows contiguous in k (weights in ONNX's layout), each pointer stepped, no multiply per
      * step: under V8 the loop is bound by its instruction count, not its arithmetic (resnet50 and ppocrv4_rec 4-6%
      * faster, mobilenet 3-7%); and B's rows through boff: B read in place by few rows of A, or a packed panel's rows
-     * (panels' EK_PACKED_OFFSETS) for A's rows strided */
+     * (panels' packed_rows) for A's rows strided */
     if (acs == 1 && !boff)
         EK_FN(micro_tile)(kc, rows, 1, 0, NULL, bp, 0, NULL, C, ldc, first, end, EK_NV);
     else
@@ -1557,9 +1555,13 @@ static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *
      * faster in place, 16 rows 1.1x), from 48 rows in place is 3-8% slower */
     const int in_place = (EK_WIDE_TILES || (EK_WASM_VEC && M <= EK_WASM_IN_PLACE_M)) && !src->transB && !src->Bq &&
                          M <= EK_IN_PLACE_M && (src->win || src->ldb * sizeof(EK_T) % 512);
+    const size_t *packed_rows = NULL; /* a packed panel's row offsets for micro_c (wasm, A's rows strided), or none */
 #if EK_WASM_VEC
-    size_t poff[EK_KC]; /* a packed panel's row offsets, for A's rows strided (micro_c) */
-    for (k0 = 0; acs != 1 && k0 < EK_KC; ++k0) poff[k0] = k0 * EK_NR;
+    size_t poff[EK_KC];
+    if (acs != 1) {
+        for (k0 = 0; k0 < EK_KC; ++k0) poff[k0] = k0 * EK_NR;
+        packed_rows = poff;
+    }
 #endif
     const size_t kblocks = K ? (K + EK_KC - 1) / EK_KC : 1, kstep = (K + kblocks - 1) / kblocks; /* equal blocks */
 #if EK_WIDE_TILES
@@ -1616,7 +1618,7 @@ static void EK_FN(panels)(size_t M, size_t N, size_t K, EK_T alpha, const EK_T *
                             EK_PREFETCH_WRITE_BYTES(C + (i1 + i) * ldc + j0 + EK_PREFETCH_PANELS * EK_NR,
                                               EK_NR * sizeof(EK_T));
 #endif
-                    EK_FN(block)(kc, rows, acs, ap, direct ? src->B + j0 : bp, direct ? boff : EK_PACKED_OFFSETS,
+                    EK_FN(block)(kc, rows, acs, ap, direct ? src->B + j0 : bp, direct ? boff : packed_rows,
                                  C + i1 * ldc + j0, ldc, mr, nr, first, last, alpha, beta,
                                  bias ? bias + i1 * bias_rs + j0 * bias_cs : bias, bias_rs, bias_cs, act, act_a, act_b);
                 }

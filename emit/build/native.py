@@ -34,8 +34,9 @@ def build_extension(folders: list[Path], module: str, out_dir: Path, quiet: bool
     # the kernels once, from the folder with the most runtime features (emit_runtime.h defines them): every
     # other folder's must be among them, or one module could not hold both builds of a kernel
     richest = max(folders, key=lambda f: len(infos[f].get("features", [])))
+    features = set(infos[richest].get("features", []))
     for folder, info in infos.items():
-        if not set(info.get("features", [])) <= set(infos[richest].get("features", [])):
+        if not set(info.get("features", [])) <= features:
             raise EmitError(f"{folder} and {richest} need different runtime features; build them as separate modules")
         cflags += [f for f in info.get("cflags", []) if f not in cflags]  # --threads N
         ldflags += [f for f in info.get("ldflags", []) if f not in ldflags]
@@ -51,12 +52,13 @@ def build_extension(folders: list[Path], module: str, out_dir: Path, quiet: bool
     ffi.cdef(cdef)
     with tempfile.TemporaryDirectory(prefix="emit-build-") as tmp:
         # the runtime kernels, the same in every export: compiled once per (text, flags, compiler, CPU)
-        command = _compiler_command()
+        command, objects = _compiler_command(), []
         if command is None:
             sources += sorted(kernels.values())
-        objects = [str(compiled([*command, *cflags], Path(src), Path(tmp),
-                                lambda cmd: run_compiler(cmd, "native build")))
-                   for _, src in sorted(kernels.items()) if command is not None]
+        else:
+            objects = [str(compiled([*command, *cflags], Path(src), Path(tmp),
+                                    lambda cmd: run_compiler(cmd, "native build")))
+                       for _, src in sorted(kernels.items())]
         ffi.set_source(
             module,
             "#include <stdint.h>\n#include <stdbool.h>\n" + cdef,

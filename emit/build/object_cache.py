@@ -79,23 +79,23 @@ def object_key(argv: list[str], source: Path) -> str:
     h.update("\0".join(argv[1:]).encode())
     if any(a.endswith("=native") for a in argv):
         h.update(_cpu_identity().encode())
-    for f in _quoted_includes(source):
+    for f, data in _quoted_includes(source).items():
         h.update(f"\0{f.name}\0".encode())
-        h.update(f.read_bytes())
+        h.update(data)
     return h.hexdigest()
 
 
-def _quoted_includes(source: Path) -> list[Path]:
-    """source and the files beside it that it includes by `#include "name"`, transitively."""
-    seen: dict[Path, None] = {}
+def _quoted_includes(source: Path) -> dict[Path, bytes]:
+    """source and the files beside it that it includes by `#include "name"`, transitively, with their bytes."""
+    seen: dict[Path, bytes] = {}
     todo = [source]
     while todo:
         f = todo.pop()
         if f in seen or not f.is_file():
             continue
-        seen[f] = None
-        todo += [f.parent / name for name in _INCLUDE.findall(f.read_text(errors="replace"))]
-    return list(seen)
+        seen[f] = f.read_bytes()
+        todo += [f.parent / name for name in _INCLUDE.findall(seen[f].decode(errors="replace"))]
+    return seen
 
 
 def compiled(argv: list[str], source: Path, out_dir: Path, compile: Compile) -> Path:
